@@ -1,0 +1,1 @@
+"""newsrec: the application shell (CLI, local services) around the recommender stages."""

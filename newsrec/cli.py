@@ -1,0 +1,20 @@
+"""The `newsrec` command: one entry point whose sub-commands grow with each component."""
+from __future__ import annotations
+
+import typer
+
+from newsrec import cli_data, cli_demo, cli_services
+
+app = typer.Typer(help="newsrec: a production news recommender (train, serve, stream).", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.add_typer(cli_data.app, name="data")
+cli_services.register(app)
+cli_demo.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

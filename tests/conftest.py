@@ -1,0 +1,58 @@
+"""Shared fixtures: the real services for the test session, a Redis client, per-test unique names.
+
+`services` starts redis-server and the Tansu broker through newsrec.services.LocalServices (the code `newsrec up`
+uses), or uses REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set. A service that cannot start fails the run; never skips.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from newsrec.services import LocalServices, ServiceEndpoints, ServiceError
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceEndpoints]:
+    """Endpoints of a real Redis and a real Kafka-protocol broker for the whole session, stopped at the end."""
+    state_dir = tmp_path_factory.mktemp("services")
+    # die_with_parent: if pytest itself is killed, the kernel stops the services too.
+    local = LocalServices(state_dir, die_with_parent=True)
+    failure = None
+    try:
+        endpoints = local.start()
+    except ServiceError as exc:
+        failure = str(exc)
+    if failure is not None:  # outside the except block: one message, not a chained traceback
+        pytest.fail(f"local services did not start (tests need them; they never skip):\n{failure}", pytrace=False)
+    try:
+        yield endpoints
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A per-test prefix for Redis keys, topics and consumer groups: the test's name plus 8 random hex digits.
+
+    Only [a-z0-9_-], at most 60 characters: valid as a Kafka topic name and a Redis key prefix.
+    """
+    base = re.sub(r"[^a-z0-9_-]+", "-", request.node.name.lower()).strip("-")[:50]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def redis_client(services: ServiceEndpoints, unique_name: str) -> Iterator[redis.Redis]:
+    """A sync redis-py client (bytes replies) on the session Redis; keys under `unique_name` are deleted after."""
+    client = redis.Redis.from_url(services.redis_url)
+    try:
+        yield client
+        keys = list(client.scan_iter(match=f"{unique_name}*", count=1000))
+        if keys:
+            client.unlink(*keys)
+    finally:
+        client.close()

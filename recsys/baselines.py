@@ -10,6 +10,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from recsys.features import decayed_counts
+
 POPULARITY_HALF_LIFE_H = 6.0
 
 
@@ -23,16 +25,8 @@ def popularity_scores(shown: pd.DataFrame, log: pd.DataFrame, half_life_h: float
     origin = min(shown["time"].min(), log["time"].min())
     clicks = log[log["clicked"] == 1]
     ids = pd.Index(pd.unique(pd.concat([clicks["news_id"], shown["news_id"]])))
-    c_code, c_t = ids.get_indexer(clicks["news_id"]), seconds(clicks["time"], origin)
-    q_code, q_t = ids.get_indexer(shown["news_id"]), seconds(shown["time"], origin)
-    order = np.lexsort((c_t, c_code))
-    c_code, c_t = c_code[order], c_t[order]
-    tau = half_life_h * 3600.0 / np.log(2.0)
-    cum = np.r_[0.0, np.cumsum(np.exp(c_t / tau))]
-    span = float(c_t.max() if c_t.size else 0.0) + 1.0  # composite key: code-major, then time
-    before = np.searchsorted(c_code * span + c_t, q_code * span + q_t, side="left")
-    first = np.searchsorted(c_code * span, q_code * span, side="left")
-    return (cum[before] - cum[first]) * np.exp(-q_t / tau)
+    return decayed_counts(ids.get_indexer(clicks["news_id"]), seconds(clicks["time"], origin),
+                          ids.get_indexer(shown["news_id"]), seconds(shown["time"], origin), half_life_h * 3600.0)
 
 
 def recency_scores(shown: pd.DataFrame, publish_time: pd.Series) -> np.ndarray:

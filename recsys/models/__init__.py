@@ -1,0 +1,1 @@
+"""The PyTorch models: item tower, user tower (two-tower retrieval) and the ranker. Forward takes named tensors."""

@@ -1,0 +1,102 @@
+"""Two-tower retrieval training: in-batch sampled softmax with log-Q popularity correction, and the helpers
+that turn histories into user-tower inputs (shared by the ranker's features and the evaluator)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from recsys.dataset import Dataset, Split
+from recsys.features import FeatureSpec
+from recsys.models.item_tower import ItemTower
+from recsys.models.user_tower import UserTower
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    epochs: int = 4
+    batch_size: int = 512
+    lr: float = 3e-3
+    temperature: float = 0.05
+    log_q_weight: float = 1.0  # 1 = full log-Q popularity correction, 0 = none
+    seed: int = 0
+
+
+def profile_features(history_len: np.ndarray) -> np.ndarray:
+    """(n, 2) user-tower profile: log1p(history length) / 4 and an empty-history flag."""
+    h = np.asarray(history_len, dtype=np.float32)
+    return np.stack([np.log1p(h) / 4.0, (h == 0).astype(np.float32)], axis=1)
+
+
+def user_inputs(history: np.ndarray, item_vecs: np.ndarray | torch.Tensor) -> dict:
+    """User-tower inputs from padded history rows (-1 = pad) and the item-vector table."""
+    torch_mode = isinstance(item_vecs, torch.Tensor)
+    mask = history >= 0
+    idx = np.where(mask, history, 0)
+    if torch_mode:
+        m = torch.from_numpy(mask.astype(np.float32))
+        return {"hist_vecs": item_vecs[torch.from_numpy(idx)] * m.unsqueeze(-1), "hist_mask": m,
+                "profile": torch.from_numpy(profile_features(mask.sum(1)))}
+    return {"hist_vecs": (item_vecs[idx] * mask[..., None]).astype(np.float32),
+            "hist_mask": mask.astype(np.float32), "profile": profile_features(mask.sum(1))}
+
+
+def item_vectors(item_tower: ItemTower, inputs: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
+    item_tower.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(inputs["category"]), batch):
+            out.append(item_tower(**{k: torch.from_numpy(v[s:s + batch]) for k, v in inputs.items()}).numpy())
+    return np.concatenate(out) if out else np.zeros((0, item_tower.mlp[-1].out_features), np.float32)
+
+
+def user_vectors(user_tower: UserTower, split: Split, item_vecs: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """(I, D) one user vector per impression of `split` (its history at that time)."""
+    user_tower.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(split.imp_id), batch):
+            x = user_inputs(split.history[s:s + batch], item_vecs)
+            out.append(user_tower(**{k: torch.from_numpy(v) for k, v in x.items()}).numpy())
+    return np.concatenate(out)
+
+
+def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tuple[ItemTower, UserTower, list]:
+    """Train both towers on the train split's clicks; returns the towers and the per-epoch mean loss."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    item_tower = ItemTower(len(spec.categories), len(spec.subcategories), spec.token_buckets, spec.embedding_dim)
+    user_tower = UserTower(spec.embedding_dim, spec.history_len)
+    inputs = {k: torch.from_numpy(v) for k, v in ds.articles.model_inputs(spec).items()}
+    split = ds.train
+    clicked = np.nonzero(split.row_label == 1)[0]
+    target, imp = split.row_item[clicked], split.row_imp[clicked]
+    counts = np.bincount(target, minlength=len(ds.articles.news_ids)).astype(np.float64)
+    log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
+    params = list(item_tower.parameters()) + list(user_tower.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    losses = []
+    for epoch in range(cfg.epochs):
+        item_tower.train()
+        user_tower.train()
+        order = rng.permutation(clicked.size)
+        total, steps = 0.0, 0
+        for s in tqdm(range(0, order.size, cfg.batch_size), desc=f"two-tower epoch {epoch + 1}/{cfg.epochs}",
+                      leave=False):
+            b = order[s:s + cfg.batch_size]
+            vecs = item_tower(**inputs)  # all articles: cheap for a bag of words, and histories need them
+            u = user_tower(**user_inputs(split.history[imp[b]], vecs))
+            t = torch.from_numpy(target[b])
+            logits = u @ vecs[t].T / cfg.temperature - cfg.log_q_weight * log_q[t][None, :]
+            same = t[:, None] == t[None, :]
+            logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), -1e4)
+            loss = F.cross_entropy(logits, torch.arange(len(b)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        losses.append(total / max(steps, 1))
+    return item_tower.eval(), user_tower.eval(), losses

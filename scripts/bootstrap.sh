@@ -37,8 +37,11 @@ stamp=.venv/.newsrec-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages (first run: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # pip's build-backend chatter goes to a log; it is shown only when the install fails
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[test]'; } \
+      > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log; log "pip install failed (log above: .venv/pip-install.log)"; exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 log "ready: $(.venv/bin/python --version), redis $(redis-server --version | awk '{print $3}')"

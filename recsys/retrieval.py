@@ -87,10 +87,15 @@ def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tup
         for s in tqdm(range(0, order.size, cfg.batch_size), desc=f"two-tower epoch {epoch + 1}/{cfg.epochs}",
                       leave=False):
             b = order[s:s + cfg.batch_size]
-            vecs = item_tower(**inputs)  # all articles: cheap for a bag of words, and histories need them
-            u = user_tower(**user_inputs(split.history[imp[b]], vecs))
+            hist = split.history[imp[b]]
+            # encode only the articles this step touches (targets + histories), not the whole catalogue
+            need = np.unique(np.concatenate([target[b], hist[hist >= 0]]))
+            vecs = item_tower(**{k: v[torch.from_numpy(need)] for k, v in inputs.items()})
+            local_hist = np.where(hist >= 0, np.searchsorted(need, np.maximum(hist, 0)), -1)
+            u = user_tower(**user_inputs(local_hist, vecs))
             t = torch.from_numpy(target[b])
-            logits = u @ vecs[t].T / cfg.temperature - cfg.log_q_weight * log_q[t][None, :]
+            v_t = vecs[torch.from_numpy(np.searchsorted(need, target[b]))]
+            logits = u @ v_t.T / cfg.temperature - cfg.log_q_weight * log_q[t][None, :]
             same = t[:, None] == t[None, :]
             logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), -1e4)
             loss = F.cross_entropy(logits, torch.arange(len(b)))

@@ -87,7 +87,7 @@ def _split_dirs(world_dir: Path) -> tuple[Path, Path]:
 
 def _split(behaviors: pd.DataFrame, articles: Articles, origin: pd.Timestamp, history_len: int) -> Split:
     shown = mind.explode_impressions(behaviors)
-    counts = shown.groupby("impression_id", sort=False).size().reindex(behaviors["impression_id"]).to_numpy()
+    counts = mind.impression_lengths(behaviors)
     hist = np.full((len(behaviors), history_len), -1, dtype=np.int64)
     full_len = np.zeros(len(behaviors), dtype=np.int64)
     index = articles.index

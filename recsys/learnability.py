@@ -18,7 +18,7 @@ from recsys.metrics import per_impression_auc
 
 def _shown(behaviors: pd.DataFrame) -> pd.DataFrame:
     shown = mind.explode_impressions(behaviors)
-    counts = shown.groupby("impression_id", sort=False).size().reindex(behaviors["impression_id"]).to_numpy()
+    counts = mind.impression_lengths(behaviors)
     shown["history"] = np.repeat(behaviors["history"].to_numpy(), counts)
     return shown
 

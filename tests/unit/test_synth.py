@@ -49,8 +49,8 @@ def test_same_seed_same_world_other_seed_other_world(world, tmp_path):
 
 def test_world_is_valid_mind_with_time_split(world):
     stats = validate_dir(world)
-    by_name = {Path(s.path).name if hasattr(s, "path") else str(i): s for i, s in enumerate(stats.splits)}
-    assert set(by_name) >= {"train", "dev"}
+    assert {s.name for s in stats.splits} == {"train", "dev"}
+    assert sum(s.behaviors for s in stats.splits) == preset("tiny").n_impressions
     train = mind.read_behaviors_table(world / "train/behaviors.tsv")
     dev = mind.read_behaviors_table(world / "dev/behaviors.tsv")
     assert train["time"].is_monotonic_increasing and dev["time"].is_monotonic_increasing

@@ -64,18 +64,47 @@ def user_vectors(user_tower: UserTower, split: Split, item_vecs: np.ndarray, bat
     return np.concatenate(out)
 
 
+def sample_live(articles_publish_s: np.ndarray, articles_expire_s: np.ndarray, at_s: np.ndarray,
+                rng: np.random.Generator, tries: int = 8) -> np.ndarray:
+    """One article live at each time in `at_s` (published at or before it, not yet expired), uniformly at random.
+
+    Rejection sampling over articles published in the 48 h before; -1 where no try hit a live one.
+    """
+    order = np.argsort(articles_publish_s, kind="stable")
+    pub = articles_publish_s[order]
+    lo = np.searchsorted(pub, at_s - 48 * 3600, side="left")
+    hi = np.searchsorted(pub, at_s, side="right")
+    out = np.full(at_s.size, -1, dtype=np.int64)
+    for _ in range(tries):
+        todo = (out < 0) & (hi > lo)
+        if not todo.any():
+            break
+        pick = order[lo[todo] + (rng.random(todo.sum()) * (hi[todo] - lo[todo])).astype(np.int64)]
+        ok = articles_expire_s[pick] > at_s[todo]
+        out[np.nonzero(todo)[0][ok]] = pick[ok]
+    return out
+
+
 def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tuple[ItemTower, UserTower, list]:
-    """Train both towers on the train split's clicks; returns the towers and the per-epoch mean loss."""
+    """Train both towers on the train split's clicks; returns the towers and the per-epoch mean loss.
+
+    Mixed negative sampling: each batch's softmax runs over its own clicked articles (in-batch) plus one
+    uniformly drawn live article per example (what retrieval must rank against at serving time). Each sampled
+    column is corrected by log(expected times it is sampled per batch): B * click share for in-batch items plus
+    B / live-pool size for uniform ones: the log-Q correction for this mixed sampler.
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     item_tower = ItemTower(len(spec.categories), len(spec.subcategories), spec.token_buckets, spec.embedding_dim)
     user_tower = UserTower(spec.embedding_dim, spec.history_len)
     inputs = {k: torch.from_numpy(v) for k, v in ds.articles.model_inputs(spec).items()}
+    a = ds.articles
     split = ds.train
     clicked = np.nonzero(split.row_label == 1)[0]
     target, imp = split.row_item[clicked], split.row_imp[clicked]
-    counts = np.bincount(target, minlength=len(ds.articles.news_ids)).astype(np.float64)
-    log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32))
+    click_share = np.bincount(target, minlength=len(a.news_ids)) / max(target.size, 1)
+    live_at_clicks = ((a.publish_s[None, :] <= split.imp_t[imp[::97], None])
+                      & (a.expire_s[None, :] > split.imp_t[imp[::97], None])).sum(1).mean()
     params = list(item_tower.parameters()) + list(user_tower.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     losses = []
@@ -88,16 +117,23 @@ def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tup
                       leave=False):
             b = order[s:s + cfg.batch_size]
             hist = split.history[imp[b]]
-            # encode only the articles this step touches (targets + histories), not the whole catalogue
-            need = np.unique(np.concatenate([target[b], hist[hist >= 0]]))
+            uniform = sample_live(a.publish_s, a.expire_s, split.imp_t[imp[b]], rng)
+            uniform = uniform[uniform >= 0]
+            columns = np.concatenate([target[b], uniform])
+            # encode only the articles this step touches (targets, negatives, histories), not the whole catalogue
+            need = np.unique(np.concatenate([columns, hist[hist >= 0]]))
             vecs = item_tower(**{k: v[torch.from_numpy(need)] for k, v in inputs.items()})
             local_hist = np.where(hist >= 0, np.searchsorted(need, np.maximum(hist, 0)), -1)
             u = user_tower(**user_inputs(local_hist, vecs))
-            t = torch.from_numpy(target[b])
-            v_t = vecs[torch.from_numpy(np.searchsorted(need, target[b]))]
-            logits = u @ v_t.T / cfg.temperature - cfg.log_q_weight * log_q[t][None, :]
-            same = t[:, None] == t[None, :]
-            logits = logits.masked_fill(same & ~torch.eye(len(b), dtype=torch.bool), -1e4)
+            v_cols = vecs[torch.from_numpy(np.searchsorted(need, columns))]
+            expected = len(b) * click_share[columns] + uniform.size / live_at_clicks
+            log_q = torch.from_numpy(np.log(expected).astype(np.float32))
+            logits = u @ v_cols.T / cfg.temperature - cfg.log_q_weight * log_q[None, :]
+            cols = torch.from_numpy(columns)
+            same = torch.from_numpy(target[b])[:, None] == cols[None, :]  # another copy of the positive
+            own = torch.zeros_like(same)
+            own[torch.arange(len(b)), torch.arange(len(b))] = True
+            logits = logits.masked_fill(same & ~own, -1e4)
             loss = F.cross_entropy(logits, torch.arange(len(b)))
             opt.zero_grad()
             loss.backward()

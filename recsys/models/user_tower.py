@@ -25,4 +25,5 @@ class UserTower(nn.Module):
         scores = scores.masked_fill(hist_mask <= 0, -1e4)
         weights = torch.softmax(scores, dim=1) * (hist_mask > 0).to(hist_vecs.dtype)  # all-pad rows pool to 0
         pooled = (weights.unsqueeze(-1) * hist_vecs).sum(1)
-        return F.normalize(self.mlp(torch.cat([pooled, profile], dim=-1)), dim=-1)
+        # residual: the pooled history already points at the reader's topics; the MLP refines it with the profile
+        return F.normalize(pooled + self.mlp(torch.cat([pooled, profile], dim=-1)), dim=-1)

@@ -28,6 +28,7 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _metrics_summary(metrics: dict) -> str:
+    metrics = metrics.get("summary", metrics)  # newsrec train nests its headline numbers under "summary"
     shown = [(k, v) for k, v in sorted(metrics.items()) if any(k.startswith(m) for m in KEY_METRICS)]
     return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown) or "-"
 

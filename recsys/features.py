@@ -12,9 +12,13 @@ import numpy as np
 FEATURE_SPEC_VERSION = 1
 RANKER_FEATURES = (
     "two_tower_sim", "subcategory_affinity", "category_affinity",
-    "log_clicks_1h", "log_clicks_6h", "log_clicks_24h", "log_shows_6h", "ctr_6h",
+    "log_clicks_1h", "log_clicks_6h", "log_clicks_24h", "log_shows_6h", "ctr_6h", "coec_6h", "coec_24h",
     "log_age_h", "log_history_len", "position",
+    *(f"log_user_{level}_{kind}_{h}h" for level in ("subcategory", "category") for kind in ("clicks", "expected")
+      for h in (24, 168)),
 )
+# reader x topic counters: a short memory follows drift, a long one is stable for light readers
+USER_TOPIC_HALF_LIVES_H = (24.0, 168.0)
 POPULARITY_HALF_LIVES_H = (1.0, 6.0, 24.0)
 
 
@@ -32,6 +36,7 @@ class FeatureSpec:
     popularity_half_lives_h: tuple[float, ...] = POPULARITY_HALF_LIVES_H
     version: int = FEATURE_SPEC_VERSION
     text_encoder: str = "hashed_bag"
+    position_prior: tuple[float, ...] = ()  # click rate by slot in the training log; expected clicks use it
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -39,7 +44,7 @@ class FeatureSpec:
 
     @classmethod
     def from_json(cls, d: dict) -> FeatureSpec:
-        tuples = ("categories", "subcategories", "ranker_features", "popularity_half_lives_h")
+        tuples = ("categories", "subcategories", "ranker_features", "popularity_half_lives_h", "position_prior")
         return cls(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
     def check_buildable(self) -> None:
@@ -54,8 +59,9 @@ class FeatureSpec:
 
 
 def decayed_counts(event_key: np.ndarray, event_t: np.ndarray, query_key: np.ndarray, query_t: np.ndarray,
-                   half_life_s: float) -> np.ndarray:
-    """Sum over events with the same key strictly before each query time of 2^(-(t_query - t_event)/half_life).
+                   half_life_s: float, event_weight: np.ndarray | None = None) -> np.ndarray:
+    """Sum over events with the same key strictly before each query time of w * 2^(-(t_query - t_event)/half_life)
+    (w = event_weight, default 1).
 
     Keys are non-negative ints; times are seconds (float). O((E + Q) log E). This is the offline twin of the
     online store's decayed counters (value, last-update time), which give the same number at read time.
@@ -65,6 +71,7 @@ def decayed_counts(event_key: np.ndarray, event_t: np.ndarray, query_key: np.nda
     e_t, q_t = event_t - origin, query_t - origin
     order = np.lexsort((e_t, event_key))
     e_key, e_t = event_key[order], e_t[order]
+    e_w = np.ones(e_t.size) if event_weight is None else np.asarray(event_weight, np.float64)[order]
     span = float(max(e_t.max(initial=0.0), q_t.max(initial=0.0))) + 1.0
     # Events are summed in windows of 8 tau, each with its own exponent offset: exp() stays below e^8, so the
     # prefix-sum differences below keep ~1e-12 relative precision on logs of any length (wider windows lose it).
@@ -73,7 +80,7 @@ def decayed_counts(event_key: np.ndarray, event_t: np.ndarray, query_key: np.nda
     for s in np.unique(shift):
         sel = shift == s
         k, t = e_key[sel], e_t[sel]
-        cum = np.r_[0.0, np.cumsum(np.exp((t - s) / tau))]
+        cum = np.r_[0.0, np.cumsum(e_w[sel] * np.exp((t - s) / tau))]
         before = np.searchsorted(k * span + t, query_key * span + q_t, side="left")
         first = np.searchsorted(k * span, query_key * span, side="left")
         out += (cum[before] - cum[first]) * np.exp(np.clip(-(q_t - s) / tau, -700, 700))
@@ -89,9 +96,14 @@ class RankerInputs:
     category_affinity: np.ndarray
     clicks: dict[float, np.ndarray]    # half-life (h) -> decayed click count
     shows_6h: np.ndarray               # decayed impressions count, half-life 6 h
+    expected_clicks: dict[float, np.ndarray]  # half-life (h) -> decayed sum of position_prior[slot] over shows
     age_h: np.ndarray
     history_len: np.ndarray
     position: np.ndarray               # logged slot in training; 0 at serving (position debiasing)
+    # the reader's decayed clicks / expected clicks (shows weighted by position_prior) in the candidate's topic:
+    # interest measured against exposure, not against what the logging policy happened to show
+    user_topic_clicks: dict[tuple[str, float], np.ndarray]    # ("subcategory" | "category", half-life h) -> (n,)
+    user_topic_expected: dict[tuple[str, float], np.ndarray]
 
 
 def ranker_features(x: RankerInputs, spec: FeatureSpec) -> np.ndarray:
@@ -105,10 +117,17 @@ def ranker_features(x: RankerInputs, spec: FeatureSpec) -> np.ndarray:
         "log_clicks_24h": lambda: np.log1p(x.clicks[24.0]),
         "log_shows_6h": lambda: np.log1p(x.shows_6h),
         "ctr_6h": lambda: (x.clicks[6.0] + 0.05) / (x.shows_6h + 1.0),
+        # clicks over expected clicks: a click rate with the slot's position bias taken out (article quality)
+        "coec_6h": lambda: (x.clicks[6.0] + 1.0) / (x.expected_clicks[6.0] + 1.0),
+        "coec_24h": lambda: (x.clicks[24.0] + 1.0) / (x.expected_clicks[24.0] + 1.0),
         "log_age_h": lambda: np.log1p(np.maximum(x.age_h, 0.0)),
         "log_history_len": lambda: np.log1p(x.history_len),
         "position": lambda: np.log1p(x.position),
     }
+    for level in ("subcategory", "category"):
+        for h in USER_TOPIC_HALF_LIVES_H:
+            columns[f"log_user_{level}_clicks_{h:.0f}h"] = lambda k=(level, h): np.log1p(x.user_topic_clicks[k])
+            columns[f"log_user_{level}_expected_{h:.0f}h"] = lambda k=(level, h): np.log1p(x.user_topic_expected[k])
     n = x.two_tower_sim.shape[0]
     out = np.empty((n, len(spec.ranker_features)), dtype=np.float32)
     for j, name in enumerate(spec.ranker_features):

@@ -33,8 +33,9 @@ def test_ranker_features_columns_follow_the_spec():
     n = 4
     x = RankerInputs(two_tower_sim=np.linspace(-1, 1, n), subcategory_affinity=np.zeros(n),
                      category_affinity=np.ones(n), clicks={h: np.full(n, 3.0) for h in (1.0, 6.0, 24.0)},
-                     shows_6h=np.full(n, 9.0), age_h=np.array([0.0, 1.0, 5.0, -1.0]), history_len=np.full(n, 7),
-                     position=np.zeros(n))
+                     shows_6h=np.full(n, 9.0), expected_clicks={h: np.full(n, 2.0) for h in (6.0, 24.0)}, age_h=np.array([0.0, 1.0, 5.0, -1.0]), history_len=np.full(n, 7),
+                     position=np.zeros(n), user_topic_clicks={(l, h): np.ones(n) for l in ("subcategory", "category") for h in (24.0, 168.0)},
+                     user_topic_expected={(l, h): np.ones(n) for l in ("subcategory", "category") for h in (24.0, 168.0)})
     spec = _spec()
     f = ranker_features(x, spec)
     assert f.shape == (n, len(spec.ranker_features)) and f.dtype == np.float32

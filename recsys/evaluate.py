@@ -15,6 +15,7 @@ from recsys.bundle import ModelBundle
 from recsys.dataset import Dataset, Split
 from recsys.metrics import ranking_metrics
 from recsys.ranking_data import LogCounters, ranker_rows
+from recsys.retrieval import retrieval_scores
 
 SYSTEMS = ("model", "model_position_free", "popularity", "recency", "random", "oracle")
 
@@ -62,8 +63,10 @@ def _live_pool_metrics(ds: Dataset, bundle: ModelBundle, truth: GroundTruth | No
         t = dev.imp_t[i]
         pool = np.nonzero((a.publish_s <= t) & (a.expire_s > t))[0]
         pools.append(pool)
-        scores = {"model": item_vecs[pool] @ user_vecs[i],
-                  "popularity": counters.clicks(pool, np.full(pool.size, t), 6.0),
+        pop = counters.clicks(pool, np.full(pool.size, t), 6.0)
+        scores = {"model": retrieval_scores(item_vecs[pool], pop, user_vecs[i],
+                                            bundle.spec.retrieval_popularity_weight),
+                  "popularity": pop,
                   "recency": a.publish_s[pool], "random": rng.random(pool.size)}
         if truth is not None:
             scores["oracle"] = truth.click_prob(dev.imp_user[i], list(a.news_ids[pool]), t, np.zeros(pool.size))

@@ -37,6 +37,9 @@ class FeatureSpec:
     version: int = FEATURE_SPEC_VERSION
     text_encoder: str = "hashed_bag"
     position_prior: tuple[float, ...] = ()  # click rate by slot in the training log; expected clicks use it
+    # retrieval score = user . item + weight * log1p(decayed 6 h clicks): an item-bias dimension in the index, so
+    # retrieval knows what readers are clicking right now (quality, breaking news) besides what they like
+    retrieval_popularity_weight: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:

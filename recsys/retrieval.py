@@ -85,6 +85,23 @@ def sample_live(articles_publish_s: np.ndarray, articles_expire_s: np.ndarray, a
     return out
 
 
+def augment_items(item_vecs: np.ndarray, clicks_6h: np.ndarray, weight: float) -> np.ndarray:
+    """(n, D+1) index vectors: the item vector plus weight * log1p(recent clicks) as a bias dimension."""
+    bias = (weight * np.log1p(np.maximum(clicks_6h, 0.0))).astype(np.float32)[:, None]
+    return np.hstack([item_vecs.astype(np.float32), bias])
+
+
+def augment_users(user_vecs: np.ndarray) -> np.ndarray:
+    """(n, D+1) query vectors matching augment_items: the bias dimension is read with weight 1."""
+    return np.hstack([user_vecs.astype(np.float32), np.ones((len(user_vecs), 1), np.float32)])
+
+
+def retrieval_scores(item_vecs: np.ndarray, clicks_6h: np.ndarray, user_vec: np.ndarray, weight: float
+                     ) -> np.ndarray:
+    """(n,) what the index ranks the pool by for one reader (exact inner product over augmented vectors)."""
+    return augment_items(item_vecs, clicks_6h, weight) @ augment_users(user_vec[None, :])[0]
+
+
 def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tuple[ItemTower, UserTower, list]:
     """Train both towers on the train split's clicks; returns the towers and the per-epoch mean loss.
 

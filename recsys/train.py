@@ -20,7 +20,8 @@ from recsys.features import FeatureSpec
 from recsys.ranker_train import RankerConfig, train_ranker
 from recsys.ranking_data import LogCounters, position_prior, ranker_rows
 from recsys.registry import ModelRegistry, ModelVersion
-from recsys.retrieval import RetrievalConfig, item_vectors, train_two_tower, user_inputs, user_vectors
+from recsys.retrieval import (RetrievalConfig, item_vectors, retrieval_scores, train_two_tower, user_inputs,
+                              user_vectors)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,30 @@ def _parity(staging: Path, item, user, ranker, ds: Dataset, spec: FeatureSpec, x
             "ranker": check_parity(ranker, staging / RANKER, {"features": torch.from_numpy(x[:4096])})}
 
 
+def tune_popularity_weight(ds: Dataset, counters: LogCounters, item_vecs: np.ndarray, user_vecs: np.ndarray,
+                           k: int, grid: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+                           n_impressions: int = 500, seed: int = 0) -> tuple[float, dict[float, float]]:
+    """Pick the index's popularity weight by recall@k on the train split's last 12 hours (never on dev).
+
+    user_vecs: one per train impression. Returns the best weight and recall for every weight tried.
+    """
+    sp, a, rng = ds.train, ds.articles, np.random.default_rng(seed)
+    clicked = np.nonzero(sp.row_label == 1)[0]
+    late = np.unique(sp.row_imp[clicked])
+    late = late[sp.imp_t[late] >= sp.imp_t.max() - 12 * 3600]
+    hits: dict[float, list[bool]] = {w: [] for w in grid}
+    for i in rng.choice(late, min(n_impressions, late.size), replace=False):
+        t = sp.imp_t[i]
+        pool = np.nonzero((a.publish_s <= t) & (a.expire_s > t))[0]
+        pop = counters.clicks(pool, np.full(pool.size, t), 6.0)
+        clicks = sp.row_item[clicked[sp.row_imp[clicked] == i]]
+        for w in grid:
+            top = pool[np.argsort(-retrieval_scores(item_vecs[pool], pop, user_vecs[i], w), kind="stable")[:k]]
+            hits[w].extend(np.isin(clicks, top))
+    recall = {w: float(np.mean(h)) if h else 0.0 for w, h in hits.items()}
+    return max(recall, key=recall.get), recall
+
+
 def summary(results: list[dict]) -> dict:
     """The headline numbers for the manifest: the model's metrics and its recall relative to the oracle's."""
     by = {r["model"]: r for r in results}
@@ -80,7 +105,10 @@ def train(world_dir: Path, registry: ModelRegistry, cfg: TrainConfig = TrainConf
     seconds["two_tower"] = time.perf_counter() - t0 - sum(seconds.values())
     counters = LogCounters(ds)
     vecs = item_vectors(item, ds.articles.model_inputs(spec))
-    x = ranker_rows(ds, ds.train, spec, vecs, user_vectors(user, ds.train, vecs), counters)
+    train_users = user_vectors(user, ds.train, vecs)
+    weight, weight_recall = tune_popularity_weight(ds, counters, vecs, train_users, cfg.evaluation.recall_k)
+    spec = dataclasses.replace(spec, retrieval_popularity_weight=weight)
+    x = ranker_rows(ds, ds.train, spec, vecs, train_users, counters)
     ranker, ranker_losses = train_ranker(x, ds.train.row_label, cfg.ranker)
     seconds["ranker"] = time.perf_counter() - t0 - sum(seconds.values())
     with tempfile.TemporaryDirectory(prefix="newsrec-train-") as tmp:
@@ -90,6 +118,7 @@ def train(world_dir: Path, registry: ModelRegistry, cfg: TrainConfig = TrainConf
         results = evaluate(ds, ModelBundle.load(staging), truth, cfg.evaluation)
         seconds["export_evaluate"] = time.perf_counter() - t0 - sum(seconds.values())
         metrics = {"summary": summary(results), "systems": results, "onnx_parity_max_abs_error": parity,
+                   "retrieval_popularity_weight_recall": {str(w): r for w, r in weight_recall.items()},
                    "train_loss": {"two_tower": tower_losses, "ranker": ranker_losses}, "seconds": seconds}
         version = registry.publish(staging, training_config=dataclasses.asdict(cfg), feature_spec=spec.to_json(),
                                    data_range=ds.data_range(), metrics=metrics,

@@ -45,6 +45,20 @@ def demo(
     typer.secho("\n== 3. is there something to learn? per-impression AUC on the future (dev) split", bold=True)
     for key, value in learnability_report(out).items():
         typer.echo(f"  {key:>26}  {value}")
+    typer.secho("\n== 4. models: two-tower retrieval + ranker, ONNX, in the registry (var/registry)", bold=True)
+    from newsrec.cli_models import print_results
+    from recsys.registry import ModelRegistry, default_registry_dir
+    from recsys.train import train
+
+    registry = ModelRegistry(default_registry_dir())
+    if registry.root.is_dir() and registry.current() is not None:
+        version = registry.get(registry.current())
+        typer.echo(f"current version {version.version} (delete var/registry to retrain)")
+        print_results(version.metrics["systems"])
+    else:
+        result = train(out, registry)
+        typer.echo(f"trained and promoted {result.version.version} in {sum(result.seconds.values()):.0f} s")
+        print_results(result.results)
     typer.secho("\nServices keep running for you: `make down` (or `.venv/bin/newsrec down`) stops them.", fg="green")
 
 

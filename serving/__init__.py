@@ -1,0 +1,1 @@
+"""The online service: FastAPI app, the request pipeline, inference backends, the live article index."""

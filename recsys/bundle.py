@@ -1,6 +1,7 @@
 """A model version's three ONNX models and its feature spec, loaded together: what evaluation and serving run.
 
-Files in a version directory: item_tower.onnx, user_tower.onnx, ranker.onnx, feature_spec.json.
+Files in a version directory: item_tower.onnx, user_tower.onnx, ranker.onnx, feature_spec.json, and the same
+weights as *.safetensors for the torch backend.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from recsys.export import OnnxModel, export_onnx, load_onnx
 from recsys.features import FeatureSpec
@@ -19,13 +21,17 @@ from recsys.models.user_tower import N_PROFILE, UserTower
 from recsys.retrieval import user_inputs
 
 ITEM, USER, RANKER, SPEC = "item_tower.onnx", "user_tower.onnx", "ranker.onnx", "feature_spec.json"
+# the same weights for the torch backend (debugging, naive baseline); safetensors, never pickle
+WEIGHTS = {"item": "item_tower.safetensors", "user": "user_tower.safetensors", "ranker": "ranker.safetensors"}
 ITEM_AXES = {"tokens": {1: "tokens"}}
 USER_AXES = {"hist_vecs": {1: "history"}, "hist_mask": {1: "history"}}
 
 
 def export_bundle(out_dir: Path, spec: FeatureSpec, item: ItemTower, user: UserTower, ranker: Ranker) -> Path:
-    """Write the three ONNX models (dynamic batch) and the spec into `out_dir`."""
+    """Write the three ONNX models (dynamic batch), their safetensors weights and the spec into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for key, module in (("item", item), ("user", user), ("ranker", ranker)):
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(out_dir / WEIGHTS[key]))
     d, n = spec.embedding_dim, spec.history_len
     export_onnx(item, {"category": torch.zeros(2, dtype=torch.int64), "subcategory": torch.zeros(2, dtype=torch.int64),
                        "tokens": torch.ones(2, spec.max_tokens, dtype=torch.int64)}, "item_vec", out_dir / ITEM,

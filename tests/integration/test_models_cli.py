@@ -36,7 +36,8 @@ def test_train_publishes_a_current_version_with_a_full_manifest(trained):
     reg = ModelRegistry(registry)
     version = reg.get(reg.current())
     m = version.manifest
-    assert set(m["files"]) == {"item_tower.onnx", "user_tower.onnx", "ranker.onnx", "feature_spec.json"}
+    assert set(m["files"]) == {"item_tower.onnx", "user_tower.onnx", "ranker.onnx", "feature_spec.json",
+                               "item_tower.safetensors", "user_tower.safetensors", "ranker.safetensors"}
     assert m["feature_spec"]["ranker_features"] and m["feature_spec"]["position_prior"]
     assert m["data_range"]["train_to"] < m["data_range"]["dev_from"]  # time split: past -> future
     assert m["training_config"]["retrieval"]["log_q_weight"] == 1.0

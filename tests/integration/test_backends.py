@@ -1,29 +1,22 @@
 """Inference backends: one conformance suite over onnxruntime and torch, on a version trained on the tiny world."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from data.synth import preset, write_world
 from recsys.dataset import load_dataset
 from recsys.registry import ModelRegistry
-from recsys.train import TrainConfig, train
 from serving.backends import BACKENDS, load_backend
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def version(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("backends")
-    write_world(preset("tiny"), root / "world")
-    cfg = TrainConfig()
-    cfg = replace(cfg, retrieval=replace(cfg.retrieval, epochs=1), ranker=replace(cfg.ranker, epochs=1))
-    result = train(root / "world", ModelRegistry(root / "registry"), cfg)
-    return root / "world", ModelRegistry(root / "registry").load(result.version.version).path
+def version(tiny_trained) -> tuple[Path, Path]:
+    world, registry = tiny_trained
+    return world, ModelRegistry(registry).load().path
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,206 @@
+"""The FastAPI app: `create_app(settings)` reads as the service's table of contents. Its lifespan builds the
+pipeline (store, verified model version, item table, live index) and closes it; routes only translate HTTP."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from data.schema import NEWS_ID_PATTERN, USER_ID_PATTERN
+from feature_store.base import ClickUpdate, ImpressionUpdate
+from feature_store.redis_store import RedisFeatureStore
+from recsys.registry import ModelRegistry
+from serving.backends import load_backend
+from serving.catalogue import load_catalogue
+from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
+from serving.index import LiveIndex
+from serving.item_table import ItemTable
+from serving.metrics import ServingMetrics
+from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
+from serving.settings import ServeSettings
+
+log = logging.getLogger("newsrec.serving")
+POPULARITY_REFRESH_S = 5.0
+USER_ID = USER_ID_PATTERN.pattern
+NEWS_ID = NEWS_ID_PATTERN.pattern
+
+
+class Event(BaseModel):
+    type: Literal["click", "impression"]
+    event_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    user_id: str = Field(pattern=USER_ID)
+    news_id: str | None = Field(default=None, pattern=NEWS_ID)            # click
+    news_ids: list[str] = Field(default_factory=list, max_length=100)      # impression, in slot order
+    time_s: float | None = None                                            # default: now
+
+
+class Events(BaseModel):
+    events: list[Event] = Field(min_length=1)
+
+
+async def _refresh_popularity(app: FastAPI) -> None:
+    """Keep the index's popularity dimension and expiry current (the store is the source of truth)."""
+    while True:
+        await asyncio.sleep(POPULARITY_REFRESH_S)
+        p, now = app.state.pipeline, app.state.now()
+        with contextlib.suppress(*app.state.store_errors):
+            ids = tuple(p.index.snapshot.news_ids)
+            counters = await p.store.get_item_counters(ids, now)
+            p.index.set_popularity(ids, counters.clicks[6.0])
+        p.index.expire(now)
+
+
+def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, float]:
+    registry = ModelRegistry(settings.model.registry)
+    loaded = registry.load(settings.model.version)  # sha256-verified, or it raises
+    backend = load_backend(settings.model.backend, loaded.path, settings.model.intra_op_threads)
+    spec = backend.spec
+    items, index = ItemTable(spec.embedding_dim), LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight)
+    offset = settings.clock_offset_s
+    if settings.catalogue_dir is not None:
+        cat = load_catalogue(settings.catalogue_dir)
+        vecs = backend.item_vectors(cat.model_inputs(spec))
+        items.upsert(cat.news_ids, vecs, cat.subcategory_name, cat.category_name, cat.publish_s)
+        index.upsert(cat.news_ids, vecs, cat.publish_s, cat.expire_s)
+        if settings.world_end:
+            offset = float(cat.publish_s.max()) - time.time()
+    store = RedisFeatureStore(settings.store.redis_url, settings.store.prefix, spec.history_len,
+                              settings.store.socket_timeout_ms, settings.store.connect_timeout_ms)
+    metrics.model.info({"version": loaded.version, "backend": backend.name})
+    pipeline = Pipeline(store, backend, index, items, loaded.version,
+                        PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap),
+                        store_errors=(*STORE_ERRORS, RedisError))
+    return pipeline, offset
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    metrics = ServingMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pipeline, offset = _build(settings, metrics)
+        app.state.pipeline, app.state.now = pipeline, (lambda: time.time() + offset)
+        app.state.store_errors = pipeline.store_errors
+        refresher = asyncio.create_task(_refresh_popularity(app))
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await pipeline.store.close()
+
+    app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,
+                  description="What should this reader see now? Two-tower retrieval + ranker, fresh from the stream.")
+    app.state.ready = False
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid_input", "detail": reasons}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex
+        log.exception("unhandled error, request_id=%s", request_id)  # the trace stays in our logs
+        return JSONResponse({"error": "internal", "request_id": request_id}, status_code=500)
+
+    @app.get("/v1/recommend")
+    async def recommend_route(
+        user_id: Annotated[str, Query(pattern=USER_ID, description="MIND user id, e.g. U123")],
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        budget_ms: Annotated[float | None, Header(alias="X-Request-Budget-Ms")] = None,
+    ) -> Response:
+        if not app.state.ready:
+            raise NotReady("model and index are still loading")
+        budget = settings.default_budget_ms if budget_ms is None else budget_ms
+        if not 1 <= budget <= settings.max_budget_ms:
+            raise InvalidInput(f"X-Request-Budget-Ms must be in 1..{settings.max_budget_ms:g}")
+        started = time.perf_counter()
+        p = app.state.pipeline
+        rec = await recommend(p, user_id, k, app.state.now(), started + budget / 1e3)
+        metrics.request.observe(time.perf_counter() - started)
+        metrics.source.labels(rec.source).inc()
+        for reason in rec.degraded:
+            metrics.degraded.labels(reason).inc()
+        for stage, ms in rec.timings_ms.items():
+            metrics.stage.labels(stage).observe(ms / 1e3)
+        table = p.items.snapshot
+        rows = table.rows(rec.news_ids)
+        body = {"user_id": user_id, "source": rec.source, "degraded": list(rec.degraded),
+                "model_version": rec.model_version, "index_version": rec.index_version,
+                "items": [{"news_id": n, "score": round(s, 6), "category": str(c)} for n, s, c in
+                          zip(rec.news_ids, rec.scores, table.labels(rows, "category"))],
+                "timings_ms": rec.timings_ms}
+        timing = ", ".join(f"{stage};dur={ms}" for stage, ms in rec.timings_ms.items())
+        return JSONResponse(body, headers={"Server-Timing": timing})
+
+    @app.post("/v1/events", status_code=202)
+    async def events_route(request: Request) -> dict:
+        size = int(request.headers.get("content-length") or 0)
+        body = await request.body() if size <= settings.max_body_bytes else b""
+        if size > settings.max_body_bytes or len(body) > settings.max_body_bytes:
+            raise PayloadTooLarge(f"body over {settings.max_body_bytes} bytes")
+        try:
+            batch = Events.model_validate_json(body)
+        except ValueError as exc:
+            raise InvalidInput(str(exc).splitlines()[0]) from None
+        if len(batch.events) > settings.max_events_per_request:
+            raise PayloadTooLarge(f"at most {settings.max_events_per_request} events per request")
+        p, now = app.state.pipeline, app.state.now()
+        table = p.items.snapshot
+        updates = []
+        for e in batch.events:
+            ids = [e.news_id] if e.type == "click" else e.news_ids
+            if not ids or None in ids:
+                raise InvalidInput(f"event {e.event_id}: a click needs news_id, an impression news_ids")
+            rows = table.rows(ids)
+            if (rows < 0).any():
+                raise InvalidInput(f"event {e.event_id}: unknown news id {ids[int(np.argmin(rows))]}")
+            subs, cats = table.labels(rows, "subcategory"), table.labels(rows, "category")
+            t = now if e.time_s is None else e.time_s
+            if e.type == "click":
+                updates.append(ClickUpdate(e.event_id, e.user_id, ids[0], str(subs[0]), str(cats[0]), t))
+            else:
+                items = tuple((n, str(s), str(c), i) for i, (n, s, c) in enumerate(zip(ids, subs, cats)))
+                updates.append(ImpressionUpdate(e.event_id, e.user_id, items, t, p.backend.spec.position_prior))
+        try:
+            applied = await p.store.apply_updates(updates)
+        except app.state.store_errors:
+            raise NotReady("the feature store is unavailable; retry the same events (ids make it safe)") from None
+        for e in batch.events:
+            metrics.events.labels(e.type).inc()
+        return {"accepted": len(updates), "duplicates": int(len(applied) - sum(applied))}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ready = bool(app.state.ready) and app.state.pipeline.index.snapshot.size > 0
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        if app.state.ready:
+            metrics.pool.set(app.state.pipeline.index.snapshot.size)
+            metrics.index_version.set(app.state.pipeline.index.snapshot.version)
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    return app

@@ -1,0 +1,24 @@
+"""Prometheus metrics of one app instance (its own registry, so several apps can live in one test process)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+STAGE_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.stage = Histogram("newsrec_stage_seconds", "Latency per pipeline stage", ["stage"], registry=r,
+                               buckets=STAGE_BUCKETS_S)
+        self.request = Histogram("newsrec_recommend_seconds", "End-to-end /v1/recommend latency", registry=r,
+                                 buckets=STAGE_BUCKETS_S)
+        self.source = Counter("newsrec_recommend_source_total", "Answers by the path that served them", ["source"],
+                              registry=r)
+        self.degraded = Counter("newsrec_degraded_total", "Degraded answers by reason", ["reason"], registry=r)
+        self.candidates = Histogram("newsrec_candidates", "Candidates retrieved per request", registry=r,
+                                    buckets=(0, 10, 50, 100, 200, 500, 1000))
+        self.events = Counter("newsrec_events_total", "Events accepted by type", ["type"], registry=r)
+        self.pool = Gauge("newsrec_pool_articles", "Articles in the live index", registry=r)
+        self.index_version = Gauge("newsrec_index_version", "Live index snapshot version", registry=r)
+        self.model = Info("newsrec_model", "Served model version and inference backend", registry=r)

@@ -1,0 +1,41 @@
+"""The serving process's settings: one frozen pydantic-settings object, built in main()/create_app(), never at
+import time. Environment: NEWSREC_* with `__` between nested names (NEWSREC_STORE__PREFIX=...)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StoreSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "newsrec"
+    socket_timeout_ms: float = 50.0
+    connect_timeout_ms: float = 200.0
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    registry: Path = Path("var/registry")
+    version: str | None = None          # default: the registry's current version
+    backend: str = "onnxruntime"        # "onnxruntime" | "torch"
+    intra_op_threads: int = 1           # 2 cores: one per worker
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEWSREC_", env_nested_delimiter="__", frozen=True)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    catalogue_dir: Path | None = None   # a MIND world whose articles seed the index at start (until the stream)
+    retrieval_k: int = 500
+    category_cap: int = 3
+    default_budget_ms: float = 100.0
+    max_budget_ms: float = 1_000.0
+    # The world's clock: 0 in production. A synthetic world lives in 2019, so the demo shifts "now" to the end
+    # of its log (world_end=True), or by an explicit offset.
+    clock_offset_s: float = 0.0
+    world_end: bool = False
+    max_events_per_request: int = 100
+    max_body_bytes: int = 65_536

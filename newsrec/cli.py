@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from newsrec import cli_data, cli_demo, cli_models, cli_registry, cli_services
+from newsrec import cli_data, cli_demo, cli_models, cli_registry, cli_serve, cli_services
 
 app = typer.Typer(help="newsrec: a production news recommender (train, serve, stream).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -12,6 +12,7 @@ app.add_typer(cli_registry.app, name="registry")
 cli_services.register(app)
 cli_demo.register(app)
 cli_models.register(app)
+cli_serve.register(app)
 
 
 def main() -> None:

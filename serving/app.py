@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -21,8 +22,10 @@ from redis.exceptions import RedisError
 from data.schema import NEWS_ID_PATTERN, USER_ID_PATTERN
 from feature_store.base import ClickUpdate, ImpressionUpdate
 from feature_store.redis_store import RedisFeatureStore
-from recsys.registry import ModelRegistry
+from recsys.dataset import Articles
+from recsys.registry import ModelRegistry, RegistryError
 from serving.backends import load_backend
+from serving.backends.base import InferenceBackend
 from serving.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
 from serving.index import LiveIndex
@@ -62,27 +65,67 @@ async def _refresh_popularity(app: FastAPI) -> None:
         p.index.expire(now)
 
 
-def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, float]:
-    registry = ModelRegistry(settings.model.registry)
-    loaded = registry.load(settings.model.version)  # sha256-verified, or it raises
+def _load_models(settings: ServeSettings, version: str | None, catalogue: Articles | None
+                 ) -> tuple[str, InferenceBackend, ItemTable, LiveIndex]:
+    """A verified model version with its item table and index built and warmed; raises if anything is off."""
+    loaded = ModelRegistry(settings.model.registry).load(version)  # sha256-verified, or it raises
     backend = load_backend(settings.model.backend, loaded.path, settings.model.intra_op_threads)
     spec = backend.spec
     items, index = ItemTable(spec.embedding_dim), LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight)
+    if catalogue is not None:
+        vecs = backend.item_vectors(catalogue.model_inputs(spec))
+        items.upsert(catalogue.news_ids, vecs, catalogue.subcategory_name, catalogue.category_name,
+                     catalogue.publish_s)
+        index.upsert(catalogue.news_ids, vecs, catalogue.publish_s, catalogue.expire_s)
+    # warm-up: first calls allocate; do them before any request can see this version
+    backend.user_vectors(np.full((1, spec.history_len), -1), np.zeros((1, spec.embedding_dim), np.float32))
+    backend.rank(np.zeros((1, len(spec.ranker_features)), np.float32))
+    return loaded.version, backend, items, index
+
+
+def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, float, Articles | None]:
+    catalogue = load_catalogue(settings.catalogue_dir) if settings.catalogue_dir is not None else None
+    version, backend, items, index = _load_models(settings, settings.model.version, catalogue)
     offset = settings.clock_offset_s
-    if settings.catalogue_dir is not None:
-        cat = load_catalogue(settings.catalogue_dir)
-        vecs = backend.item_vectors(cat.model_inputs(spec))
-        items.upsert(cat.news_ids, vecs, cat.subcategory_name, cat.category_name, cat.publish_s)
-        index.upsert(cat.news_ids, vecs, cat.publish_s, cat.expire_s)
-        if settings.world_end:
-            offset = float(cat.publish_s.max()) - time.time()
-    store = RedisFeatureStore(settings.store.redis_url, settings.store.prefix, spec.history_len,
+    if settings.world_end and catalogue is not None:
+        offset = float(catalogue.publish_s.max()) - time.time()
+    store = RedisFeatureStore(settings.store.redis_url, settings.store.prefix, backend.spec.history_len,
                               settings.store.socket_timeout_ms, settings.store.connect_timeout_ms)
-    metrics.model.info({"version": loaded.version, "backend": backend.name})
-    pipeline = Pipeline(store, backend, index, items, loaded.version,
+    metrics.model.info({"version": version, "backend": backend.name})
+    pipeline = Pipeline(store, backend, index, items, version,
                         PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap),
                         store_errors=(*STORE_ERRORS, RedisError))
-    return pipeline, offset
+    return pipeline, offset, catalogue
+
+
+async def _follow_registry(app: FastAPI, settings: ServeSettings, metrics: ServingMetrics) -> None:
+    """Hot swap: when the registry's current version changes (promote or rollback), load, verify and warm it off
+    the event loop, then replace the pipeline in one assignment. Requests in flight keep the pipeline they
+    started with. A version that fails verification is refused and the old one keeps serving."""
+    registry = ModelRegistry(settings.model.registry)
+    refused: str | None = None
+    while True:
+        await asyncio.sleep(settings.registry_poll_s)
+        with contextlib.suppress(RegistryError, OSError):
+            current = registry.current()
+            old = app.state.pipeline
+            if current in (None, old.model_version, refused):
+                continue
+            try:
+                version, backend, items, index = await asyncio.to_thread(
+                    _load_models, settings, current, app.state.catalogue)
+            except (RegistryError, OSError, ValueError) as exc:
+                refused = current
+                metrics.swaps.labels("refused").inc()
+                log.error("refusing model version %s, still serving %s: %s", current, old.model_version, exc)
+                continue
+            snap = old.index.snapshot
+            index.set_popularity(snap.news_ids, snap.clicks_6h)  # counters carry over; only vectors changed
+            app.state.pipeline = replace(old, backend=backend, items=items, index=index, model_version=version)
+            refused = None
+            metrics.swaps.labels("swapped").inc()
+            metrics.model.info({"version": version, "backend": backend.name})
+            log.info("serving model version %s (was %s)", version, old.model_version)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -90,15 +133,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        pipeline, offset = _build(settings, metrics)
+        pipeline, offset, app.state.catalogue = _build(settings, metrics)
         app.state.pipeline, app.state.now = pipeline, (lambda: time.time() + offset)
         app.state.store_errors = pipeline.store_errors
-        refresher = asyncio.create_task(_refresh_popularity(app))
+        tasks = [asyncio.create_task(_refresh_popularity(app)),
+                 asyncio.create_task(_follow_registry(app, settings, metrics))]
         app.state.ready = True
         try:
             yield
         finally:
-            refresher.cancel()
+            for task in tasks:
+                task.cancel()
             await pipeline.store.close()
 
     app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,

@@ -39,3 +39,4 @@ class ServeSettings(BaseSettings):
     world_end: bool = False
     max_events_per_request: int = 100
     max_body_bytes: int = 65_536
+    registry_poll_s: float = 2.0        # how often to look for a promoted / rolled-back model version

@@ -57,6 +57,36 @@ def serve(catalogue: Annotated[Path | None, typer.Option(help="World whose artic
                 log_level="warning")
 
 
+bench_app = typer.Typer(help="Benchmarks that write JSON + PNG and compare against a baseline in the same run.",
+                        no_args_is_help=True)
+
+
+@bench_app.command("serve")
+def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized into Redis for the run.")],
+                registry: Annotated[Path, typer.Option(help="Model registry (its current version is served).")]
+                = Path("var/registry"),
+                out: Annotated[Path, typer.Option(help="Results directory.")] = Path("var/bench/serve"),
+                live_articles: Annotated[int, typer.Option(help="Live pool size (topped up synthetically).")]
+                = 50_000,
+                rates: Annotated[str, typer.Option(help="Offered loads, comma separated (req/s).")]
+                = "100,200,300,500,700,900",
+                step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0) -> None:
+    """Latency against offered load for the optimized service and the naive baseline; JSON + PNG in --out."""
+    from loadtest.bench_serve import BenchConfig, run
+
+    cfg = BenchConfig(world=world, registry=registry, out=out, live_articles=live_articles,
+                      rates=tuple(float(r) for r in rates.split(",")), step_s=step_s)
+    results = run(cfg)
+    for name, r in results["systems"].items():
+        typer.echo(f"{name}: max RPS with p99 < 100 ms = {r['max_rps_p99_under_100ms']:.0f}; stages (ms) "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
+        for s in r["steps"]:
+            typer.echo(f"  offered {s['offered_rps']:>5.0f}  achieved {s['achieved_rps']:>6.1f}  p50 {s['p50_ms']:7.1f}"
+                       f"  p99 {s['p99_ms']:8.1f}  errors {s['errors']}")
+    typer.echo(f"wrote {out / 'bench_serve.json'} and {out / 'bench_serve.png'}")
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
     app.add_typer(features_app, name="features")
     app.command("serve")(serve)

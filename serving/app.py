@@ -53,16 +53,25 @@ class Events(BaseModel):
     events: list[Event] = Field(min_length=1)
 
 
-async def _refresh_popularity(app: FastAPI) -> None:
-    """Keep the index's popularity dimension and expiry current (the store is the source of truth)."""
+async def _refresh_popularity(app: FastAPI, chunk: int = 1_000) -> None:
+    """Keep the index's popularity dimension and expiry current (the store is the source of truth).
+
+    Reads go in chunks so one refresh never holds Redis for long, and the index rebuild runs in a thread so the
+    event loop keeps answering requests meanwhile (a 50k-article rebuild takes tens of milliseconds).
+    """
     while True:
         await asyncio.sleep(POPULARITY_REFRESH_S)
         p, now = app.state.pipeline, app.state.now()
-        with contextlib.suppress(*app.state.store_errors):
-            ids = tuple(p.index.snapshot.news_ids)
-            counters = await p.store.get_item_counters(ids, now)
-            p.index.set_popularity(ids, counters.clicks[6.0])
-        p.index.expire(now)
+        ids = tuple(p.index.snapshot.news_ids)
+        clicks = []
+        try:
+            for i in range(0, len(ids), chunk):
+                clicks.append((await p.store.get_item_counters(ids[i:i + chunk], now)).clicks[6.0])
+        except app.state.store_errors:
+            continue
+        if clicks:
+            await asyncio.to_thread(p.index.set_popularity, ids, np.concatenate(clicks))
+        await asyncio.to_thread(p.index.expire, now)
 
 
 def _load_models(settings: ServeSettings, version: str | None, catalogue: Articles | None
@@ -93,7 +102,8 @@ def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, 
                               settings.store.socket_timeout_ms, settings.store.connect_timeout_ms)
     metrics.model.info({"version": version, "backend": backend.name})
     pipeline = Pipeline(store, backend, index, items, version,
-                        PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap),
+                        PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap,
+                                         item_features_from_store=settings.item_features_from_store),
                         store_errors=(*STORE_ERRORS, RedisError))
     return pipeline, offset, catalogue
 

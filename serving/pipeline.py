@@ -28,6 +28,9 @@ class PipelineSettings:
     freshness_boost: float = 0.3
     freshness_tau_h: float = 6.0
     ranker_min_budget_ms: float = 10.0  # skip the ranker when less than this is left
+    # the naive baseline of `newsrec bench serve`: candidate labels from a per-request store read (an MGET-like
+    # call for 500 items) instead of the in-process item table
+    item_features_from_store: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,12 @@ async def recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s:
         return _answer(p, clock, "retrieval", apply_rules(list(ids), sims, cats, ages, k, cfg.category_cap,
                                                           cfg.freshness_boost, cfg.freshness_tau_h),
                        "store_unavailable")
-    cand = Candidates(tuple(ids), table.vectors[rows], table.labels(rows, "subcategory"), cats,
-                      table.publish_s[rows])
+    subs = table.labels(rows, "subcategory")
+    if cfg.item_features_from_store:
+        stored = await p.store.get_item_features(tuple(ids))
+        subs = np.array([f.subcategory if f else "" for f in stored], dtype=object)
+        cats = np.array([f.category if f else "" for f in stored], dtype=object)
+    cand = Candidates(tuple(ids), table.vectors[rows], subs, cats, table.publish_s[rows])
     features = online_ranker_features(p.backend.spec, user, user_vec, cand, counters,
                                       table.labels(hist_rows, "subcategory"), table.labels(hist_rows, "category"),
                                       now_s)

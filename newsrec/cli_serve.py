@@ -70,19 +70,34 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
                 = 50_000,
                 rates: Annotated[str, typer.Option(help="Offered loads, comma separated (req/s).")]
                 = "100,200,300,500,700,900",
-                step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0) -> None:
-    """Latency against offered load for the optimized service and the naive baseline; JSON + PNG in --out."""
+                step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0,
+                systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, optimized_batching, "
+                                                          "optimized_1worker, naive.")]
+                = "optimized,optimized_batching,optimized_1worker,naive") -> None:
+    """Latency against offered load for the optimized service (2 workers; with micro-batching; on 1 worker) and the
+    naive baseline; JSON + PNG in --out."""
     from loadtest.bench_serve import BenchConfig, run
 
     cfg = BenchConfig(world=world, registry=registry, out=out, live_articles=live_articles,
-                      rates=tuple(float(r) for r in rates.split(",")), step_s=step_s)
+                      rates=tuple(float(r) for r in rates.split(",")), step_s=step_s,
+                      systems=tuple(s.strip() for s in systems.split(",")))
     results = run(cfg)
     for name, r in results["systems"].items():
-        typer.echo(f"{name}: max RPS with p99 < 100 ms = {r['max_rps_p99_under_100ms']:.0f}; stages (ms) "
+        cpu = r["cpu_ms_per_request"]
+        typer.echo(f"{name} ({r['workers']} worker(s)): max RPS with p99 < 100 ms = {r['max_rps_p99_under_100ms']:.0f}"
+                   f"; CPU ms/request server {cpu['server']:.2f}, redis {cpu['redis'] or 0:.2f}, load generator "
+                   f"{cpu['load_generator']:.2f}; stages (ms) "
                    + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
         for s in r["steps"]:
             typer.echo(f"  offered {s['offered_rps']:>5.0f}  achieved {s['achieved_rps']:>6.1f}  p50 {s['p50_ms']:7.1f}"
-                       f"  p99 {s['p99_ms']:8.1f}  errors {s['errors']}")
+                       f"  p99 {s['p99_ms']:8.1f}  errors {s['errors']}  shed {s['shed']}"
+                       f"  server CPU {s['server_cpu_ms_per_request']:.2f} ms/req")
+    for name, c in results.get("comparison", {}).items():
+        ratio = "n/a" if c["max_rps_ratio"] is None else f"{c['max_rps_ratio']:.1f}x"
+        typer.echo(f"{name} vs naive: max RPS {ratio}, server CPU per request {c['cpu_ratio']:.2f}x")
+    if "micro_batching" in results:
+        m = results["micro_batching"]
+        typer.echo(f"micro-batching on vs off: CPU per request {m['cpu_ratio']:.2f}x, pays: {m['pays']}")
     typer.echo(f"wrote {out / 'bench_serve.json'} and {out / 'bench_serve.png'}")
 
 

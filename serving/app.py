@@ -29,6 +29,7 @@ from serving.backends.base import InferenceBackend
 from serving.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
 from serving.index import LiveIndex
+from serving.item_counters import concat_counters
 from serving.item_table import ItemTable
 from serving.metrics import ServingMetrics
 from serving.page import page_router
@@ -36,7 +37,7 @@ from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
 from serving.settings import ServeSettings
 
 log = logging.getLogger("newsrec.serving")
-POPULARITY_REFRESH_S = 5.0
+POPULARITY_REFRESH_S = 10.0  # a full read of a 50k pool costs ~0.2 s of Redis and ~0.2 s of this worker
 USER_ID = USER_ID_PATTERN.pattern
 NEWS_ID = NEWS_ID_PATTERN.pattern
 
@@ -54,25 +55,28 @@ class Events(BaseModel):
     events: list[Event] = Field(min_length=1)
 
 
-async def _refresh_popularity(app: FastAPI, chunk: int = 1_000) -> None:
-    """Keep the index's popularity dimension and expiry current (the store is the source of truth).
+async def _refresh_popularity(app: FastAPI, chunk: int = 500) -> None:
+    """Keep the pool current: expiry, and the item counters every request ranks with (serving.item_counters),
+    whose 6 h clicks are also the index's popularity dimension. The store is the source of truth.
 
-    Reads go in chunks so one refresh never holds Redis for long, and the index rebuild runs in a thread so the
-    event loop keeps answering requests meanwhile (a 50k-article rebuild takes tens of milliseconds).
+    Reads go in chunks so one refresh never holds Redis (or this event loop, which decodes them) for long, and the
+    index rebuild runs in a thread so the event loop keeps answering requests meanwhile (a 50k-article rebuild
+    takes tens of milliseconds). The first refresh runs at once: until it lands, requests read counters from the
+    store.
     """
     while True:
-        await asyncio.sleep(POPULARITY_REFRESH_S)
         p, now = app.state.pipeline, app.state.now()
-        ids = tuple(p.index.snapshot.news_ids)
-        clicks = []
+        await asyncio.to_thread(p.index.expire, now)  # first, so only live articles are read
+        ids = tuple(p.index.snapshot.news_ids.tolist())
+        parts = []
         try:
             for i in range(0, len(ids), chunk):
-                clicks.append((await p.store.get_item_counters(ids[i:i + chunk], now)).clicks[6.0])
+                parts.append(await p.store.get_item_counters(ids[i:i + chunk], now))
         except app.state.store_errors:
-            continue
-        if clicks:
-            await asyncio.to_thread(p.index.set_popularity, ids, np.concatenate(clicks))
-        await asyncio.to_thread(p.index.expire, now)
+            parts = []
+        if parts:
+            await asyncio.to_thread(p.index.set_counters, concat_counters(parts), now)
+        await asyncio.sleep(POPULARITY_REFRESH_S)
 
 
 def _load_models(settings: ServeSettings, version: str | None, catalogue: Articles | None
@@ -81,7 +85,8 @@ def _load_models(settings: ServeSettings, version: str | None, catalogue: Articl
     loaded = ModelRegistry(settings.model.registry).load(version)  # sha256-verified, or it raises
     backend = load_backend(settings.model.backend, loaded.path, settings.model.intra_op_threads)
     spec = backend.spec
-    items, index = ItemTable(spec.embedding_dim), LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight)
+    items = ItemTable(spec.embedding_dim)
+    index = LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight, items)  # upserts resolve table rows
     if catalogue is not None:
         vecs = backend.item_vectors(catalogue.model_inputs(spec))
         items.upsert(catalogue.news_ids, vecs, catalogue.subcategory_name, catalogue.category_name,
@@ -104,7 +109,8 @@ def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, 
     metrics.model.info({"version": version, "backend": backend.name})
     pipeline = Pipeline(store, backend, index, items, version,
                         PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap,
-                                         item_features_from_store=settings.item_features_from_store),
+                                         item_features_from_store=settings.item_features_from_store,
+                                         micro_batch_wait_ms=settings.micro_batch_wait_ms),
                         store_errors=(*STORE_ERRORS, RedisError))
     return pipeline, offset, catalogue
 

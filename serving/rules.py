@@ -12,14 +12,15 @@ def apply_rules(news_ids, scores: np.ndarray, categories: np.ndarray, age_h: np.
     less diverse one).
     """
     adjusted = np.asarray(scores, np.float64) + freshness_boost * np.exp(-np.maximum(age_h, 0.0) / freshness_tau_h)
-    order = np.argsort(-adjusted, kind="stable")
+    order = np.argsort(-adjusted, kind="stable").tolist()  # plain ints: the loop below is Python either way
+    cats = np.asarray(categories).tolist()
     chosen, spill, seen, per_cat = [], [], set(), {}
     for i in order:
         n = news_ids[i]
         if n in seen:
             continue
         seen.add(n)
-        c = categories[i]
+        c = cats[i]
         if per_cat.get(c, 0) < category_cap:
             per_cat[c] = per_cat.get(c, 0) + 1
             chosen.append(i)
@@ -28,4 +29,11 @@ def apply_rules(news_ids, scores: np.ndarray, categories: np.ndarray, age_h: np.
         if len(chosen) == k:
             break
     chosen += spill[:k - len(chosen)]
-    return [news_ids[i] for i in chosen], [float(adjusted[i]) for i in chosen]
+    return [news_ids[i] for i in chosen], adjusted[chosen].tolist()
+
+
+def fills_with_cap(categories: np.ndarray, k: int, category_cap: int) -> bool:
+    """Whether these items alone give k picks within the category cap (then items after them cannot change the
+    answer of apply_rules over a longer list in the same order)."""
+    _, counts = np.unique(categories, return_counts=True)
+    return int(np.minimum(counts, category_cap).sum()) >= k

@@ -32,6 +32,7 @@ class ServeSettings(BaseSettings):
     retrieval_k: int = 500
     category_cap: int = 3
     item_features_from_store: bool = False  # the naive baseline only
+    micro_batch_wait_ms: float = 0.0    # batch concurrent requests' model calls, waiting at most this (0..2)
     default_budget_ms: float = 100.0
     max_budget_ms: float = 1_000.0
     # The world's clock: 0 in production. A synthetic world lives in 2019, so the demo shifts "now" to the end

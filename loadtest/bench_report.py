@@ -1,0 +1,73 @@
+"""The figures of `newsrec bench serve` from its raw steps: max RPS under the SLA, CPU and stage times per request,
+ratios against the naive baseline and micro-batching on vs off; and the latency-against-load plot."""
+from __future__ import annotations
+
+from pathlib import Path
+
+SLA_P99_MS = 100.0
+
+
+def _within_sla(step: dict) -> bool:
+    return step["p99_ms"] < SLA_P99_MS and step["errors"] == 0 and step["shed"] == 0
+
+
+def summarize(results: dict) -> None:
+    """Adds per system: max_rps_p99_under_100ms (achieved RPS of the best step with p99 < 100 ms, no errors and
+    nothing shed), and at the lowest offered rate (little queueing, so stage times are close to CPU times)
+    stage_ms and cpu_ms_per_request; then `comparison` (each system against naive) and `micro_batching`."""
+    systems = results["systems"]
+    for r in systems.values():
+        good = [s["achieved_rps"] for s in r["steps"] if _within_sla(s)]
+        r["max_rps_p99_under_100ms"] = max(good) if good else 0.0
+        low = r["steps"][0]
+        r["stage_ms"] = low["stage_ms"]
+        r["cpu_ms_per_request"] = {"server": low["server_cpu_ms_per_request"],
+                                   "redis": low.get("redis_cpu_ms_per_request"),
+                                   "load_generator": low["client_cpu_ms_per_request"]}
+    if "naive" in systems:
+        base = systems["naive"]
+        results["comparison"] = {name: _versus(r, base) for name, r in systems.items() if name != "naive"}
+    if {"optimized", "optimized_batching"} <= systems.keys():
+        on, off = systems["optimized_batching"], systems["optimized"]
+        cmp = _versus(on, off)
+        cmp["pays"] = (on["max_rps_p99_under_100ms"] > off["max_rps_p99_under_100ms"] * 1.05
+                       or (on["max_rps_p99_under_100ms"] >= off["max_rps_p99_under_100ms"]
+                           and cmp["cpu_ratio"] < 0.95))
+        results["micro_batching"] = cmp
+
+
+def _versus(r: dict, base: dict) -> dict:
+    """r against base: ratios (r / base) of max RPS and CPU per request, p50/p99 side by side per offered rate."""
+    by_rate = {s["offered_rps"]: s for s in base["steps"]}
+    return {
+        "max_rps_ratio": r["max_rps_p99_under_100ms"] / base["max_rps_p99_under_100ms"]
+        if base["max_rps_p99_under_100ms"] else None,
+        "cpu_ratio": r["cpu_ms_per_request"]["server"] / base["cpu_ms_per_request"]["server"],
+        "by_rate": [{"offered_rps": s["offered_rps"], "p50_ms": [s["p50_ms"], by_rate[s["offered_rps"]]["p50_ms"]],
+                     "p99_ms": [s["p99_ms"], by_rate[s["offered_rps"]]["p99_ms"]]}
+                    for s in r["steps"] if s["offered_rps"] in by_rate],
+    }
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, r in results["systems"].items():
+        x = [s["offered_rps"] for s in r["steps"]]
+        line, = ax.plot(x, [s["p99_ms"] for s in r["steps"]], marker="o", label=f"{name} p99")
+        ax.plot(x, [s["p50_ms"] for s in r["steps"]], marker=".", linestyle="--", color=line.get_color(),
+                label=f"{name} p50")
+    ax.axhline(SLA_P99_MS, color="red", linewidth=0.8, label="SLA p99 100 ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("offered load (requests/s, open loop)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"newsrec /v1/recommend on {results['machine']['cpus']} cores (load generator included)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

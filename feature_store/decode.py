@@ -28,17 +28,30 @@ def decay_factor(now_s: float | np.ndarray, t_last: float | np.ndarray, half_lif
     return 2.0 ** (-np.maximum(np.subtract(now_s, t_last), 0.0) / (half_life_h * 3600.0))
 
 
+# (field head, level code) of a user-topic field -> (kind, level, half-life h or None for a last-update time):
+# a reader's hash has ~100 fields with ~12 distinct heads, so they are parsed once per process
+_TOPIC_FIELD_HEADS: dict[tuple[str, str], tuple[str, str, float | None]] = {}
+
+
+def _topic_field_head(head: str, level_code: str) -> tuple[str, str, float | None]:
+    kind, level, _, tag = keys.parse_user_topic_field(f"{head}|{level_code}|")
+    meta = _TOPIC_FIELD_HEADS[head, level_code] = (kind, level, None if tag == "t" else float(tag))
+    return meta
+
+
 def user_features(user_id: str, history: Sequence[str], profile: Mapping, topics: Mapping, now_s: float
                   ) -> UserFeatures:
     """history: the stored list; profile, topics: the stored hashes (field -> value), empty for an unknown user."""
     t_last: dict[tuple[str, str, str], float] = {}
     values: list[tuple[str, str, str, float, float]] = []
+    heads = _TOPIC_FIELD_HEADS
     for field, raw in topics.items():
-        kind, level, topic, tag = keys.parse_user_topic_field(field)
-        if tag == "t":
+        head, level_code, topic = field.split("|", 2)  # keys.user_topic_field's layout
+        kind, level, h = heads.get((head, level_code)) or _topic_field_head(head, level_code)
+        if h is None:
             t_last[kind, level, topic] = float(raw)
         else:
-            values.append((kind, level, topic, float(tag), float(raw)))
+            values.append((kind, level, topic, h, float(raw)))
     out: dict[str, dict[tuple[str, float], dict[str, float]]] = {
         kind: {(level, h): {} for level in keys.USER_TOPIC_LEVELS for h in USER_TOPIC_HALF_LIVES_H}
         for kind in ("clicks", "expected")}

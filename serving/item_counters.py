@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from feature_store.base import EXPECTED_HALF_LIVES_H, SHOWS_HALF_LIFE_H, ItemCounters
-from feature_store.decode import decay_factor
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,14 @@ class PoolCounters:
     def at(self, rows: np.ndarray, news_ids: tuple[str, ...], now_s: float) -> ItemCounters:
         """The counters of `rows` decayed on to now_s, as the store would read them (a read before t_ref is taken
         at t_ref, as the store takes a read before an update's time)."""
-        return ItemCounters(
-            news_ids=news_ids,
-            clicks={h: v[rows] * decay_factor(now_s, self.t_ref_s, h) for h, v in self.clicks.items()},
-            shows_6h=self.shows_6h[rows] * decay_factor(now_s, self.t_ref_s, SHOWS_HALF_LIFE_H),
-            expected_clicks={h: self.expected_clicks[h][rows] * decay_factor(now_s, self.t_ref_s, h)
-                             for h in EXPECTED_HALF_LIVES_H})
+        age_h = max(now_s - self.t_ref_s, 0.0) / 3600.0  # scalars in plain floats: numpy scalar maths is slower
 
+        def decayed(v: np.ndarray, half_life_h: float) -> np.ndarray:
+            return v[rows] * 2.0 ** (-age_h / half_life_h)
+
+        return ItemCounters(news_ids=news_ids, clicks={h: decayed(v, h) for h, v in self.clicks.items()},
+                            shows_6h=decayed(self.shows_6h, SHOWS_HALF_LIFE_H),
+                            expected_clicks={h: decayed(self.expected_clicks[h], h) for h in EXPECTED_HALF_LIVES_H})
 
 def concat_counters(parts: list[ItemCounters]) -> ItemCounters:
     """One ItemCounters from chunked reads, in order."""

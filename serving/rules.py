@@ -5,31 +5,34 @@ import numpy as np
 
 
 def apply_rules(news_ids, scores: np.ndarray, categories: np.ndarray, age_h: np.ndarray, k: int,
-                category_cap: int, freshness_boost: float, freshness_tau_h: float) -> tuple[list[str], list[float]]:
+                category_cap: int, freshness_boost: float, freshness_tau_h: float, ids_unique: bool = False
+                ) -> tuple[list[str], list[float]]:
     """Top-k ids by score + freshness_boost * exp(-age/tau), at most `category_cap` per category, no repeats.
 
     If the cap leaves fewer than k, the best capped-out items fill the rest (a short list is worse than a
-    less diverse one).
+    less diverse one). Vectorized: a reader's best-scored items often crowd a few categories, and walking the
+    ranking in Python until k fit the cap took ~170 steps per request. ids_unique: the caller guarantees no
+    repeats (rows of one index snapshot), which skips the check.
     """
     adjusted = np.asarray(scores, np.float64) + freshness_boost * np.exp(-np.maximum(age_h, 0.0) / freshness_tau_h)
-    order = np.argsort(-adjusted, kind="stable").tolist()  # plain ints: the loop below is Python either way
-    cats = np.asarray(categories).tolist()
-    chosen, spill, seen, per_cat = [], [], set(), {}
-    for i in order:
-        n = news_ids[i]
-        if n in seen:
-            continue
-        seen.add(n)
-        c = cats[i]
-        if per_cat.get(c, 0) < category_cap:
-            per_cat[c] = per_cat.get(c, 0) + 1
-            chosen.append(i)
-        else:
-            spill.append(i)
-        if len(chosen) == k:
-            break
-    chosen += spill[:k - len(chosen)]
-    return [news_ids[i] for i in chosen], adjusted[chosen].tolist()
+    order = np.argsort(-adjusted, kind="stable")
+    if not ids_unique and len(set(news_ids)) != len(news_ids):  # repeats: keep each id's best-ranked entry only
+        _, first = np.unique(np.asarray(news_ids, dtype=object)[order], return_index=True)
+        order = order[np.sort(first)]
+    cat = np.asarray(categories)[order]
+    if cat.dtype.kind not in "iu":  # names: as codes (the request path passes codes already)
+        cat = np.unique(cat, return_inverse=True)[1]
+    # rank of each item within its category, in score order: stable sort by category keeps score order inside
+    by_cat = np.argsort(cat, kind="stable")
+    sorted_cat = cat[by_cat]
+    group_start = np.flatnonzero(np.r_[True, sorted_cat[1:] != sorted_cat[:-1]])
+    rank = np.empty(cat.size, np.int64)
+    rank[by_cat] = np.arange(cat.size) - np.repeat(group_start, np.diff(np.r_[group_start, cat.size]))
+    fits = rank < category_cap
+    chosen = order[fits][:k]
+    if chosen.size < k:
+        chosen = np.concatenate([chosen, order[~fits][:k - chosen.size]])
+    return [news_ids[i] for i in chosen.tolist()], adjusted[chosen].tolist()
 
 
 def fills_with_cap(categories: np.ndarray, k: int, category_cap: int) -> bool:

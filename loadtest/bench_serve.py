@@ -9,8 +9,10 @@ generator, and mean stage times from the answers' own timings. Results go to JSO
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -78,17 +80,22 @@ def write_catalogue(world: Path, out: Path, live_articles: int, seed: int) -> Pa
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its descendants so far (uvicorn workers are children)."""
+    """User + system CPU so far of a process and all its descendants (uvicorn workers are children)."""
     total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += cpu_seconds(int(child))
-    except (FileNotFoundError, ProcessLookupError):
-        pass
+    for p in (pid, *_descendants(pid)):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
     return total
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (task / "children").read_text().split()]
+    except FileNotFoundError:
+        return []
+    return children + [d for c in children for d in _descendants(c)]
 
 
 def _serve(cfg: BenchConfig, catalogue: Path, redis_url: str, prefix: str, port: int, system: str):
@@ -111,6 +118,19 @@ def _serve(cfg: BenchConfig, catalogue: Path, redis_url: str, prefix: str, port:
         time.sleep(0.5)
     proc.kill()
     raise RuntimeError("server did not become ready in 240 s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (uvicorn finishes what is in flight), then SIGKILL to the server and its workers after 30 s."""
+    workers = _descendants(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        for pid in [*workers, proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _run_system(cfg: BenchConfig, system: str, catalogue: Path, redis_url: str, redis_pid: int | None,
@@ -138,8 +158,7 @@ def _run_system(cfg: BenchConfig, system: str, catalogue: Path, redis_url: str, 
                 "pool": next((ln.split()[-1] for ln in pool.splitlines() if ln.startswith("newsrec_pool_articles")),
                              None)}
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop(proc)
 
 
 def run(cfg: BenchConfig) -> dict:

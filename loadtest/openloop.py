@@ -90,6 +90,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.pool.all.add(self)
 
     def send(self, request: bytes, scheduled: float) -> None:
         self.scheduled = scheduled
@@ -123,6 +124,7 @@ class _Pool:
         self.idle: collections.deque[_Connection] = collections.deque()
         self.waiting: collections.deque[tuple[bytes, float]] = collections.deque()
         self.size = 0
+        self.all: set[_Connection] = set()
 
     async def open(self, n: int) -> None:
         loop = asyncio.get_running_loop()
@@ -165,13 +167,16 @@ class _Pool:
 
     def lost(self, conn: _Connection) -> None:
         self.size -= 1
+        self.all.discard(conn)
         if conn in self.idle:
             self.idle.remove(conn)
         if conn.scheduled is not None:
             self.tally.done(conn.scheduled, 0, b"")
 
     def close(self) -> None:
-        for conn in list(self.idle):
+        """Close every connection, busy ones too (past the drain timeout), so the server stops its work for them."""
+        for conn in list(self.all):
+            conn.scheduled = None  # not an error of the next step: this step is over
             conn.transport.close()
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from feature_store.base import FeatureStore, ItemCounters
+from feature_store.base import FeatureStore, ItemCounters, UserFeatures
 from serving.backends.base import InferenceBackend
 from serving.batching import MicroBatcher, concat_rows
 from serving.index import IndexSnapshot, LiveIndex
@@ -121,14 +121,78 @@ def _answer(p: Pipeline, clock: _Clock, source: str, picked: tuple[list[str], li
                           tuple(degraded))
 
 
-async def _counters(p: Pipeline, s: IndexSnapshot, rows: np.ndarray, ids: tuple[str, ...], now_s: float,
-                    left_ms: float) -> ItemCounters:
+@dataclass(frozen=True)
+class _Candidates:
+    """Retrieved articles, best first: index rows of snapshot `s`, item-table rows, scores and what rules need."""
+
+    s: IndexSnapshot
+    idx: np.ndarray
+    rows: np.ndarray
+    sims: np.ndarray
+    categories: np.ndarray   # topic codes
+    ids: tuple[str, ...]
+    age_h: np.ndarray
+
+
+async def _retrieve(p: Pipeline, table: ItemTableSnapshot, hist_rows: np.ndarray, now_s: float, clock: _Clock
+                    ) -> tuple[np.ndarray, _Candidates]:
+    """User tower >> live index >> drop seen: (user vector, up to retrieval_k candidates). The user tower and the
+    search run as one micro-batched call when batching is on."""
+    backend, spec = p.backend, p.backend.spec
+    history = np.full((1, spec.history_len), -1, np.int64)  # padded: batched and lone calls see the same input
+    known = hist_rows[hist_rows >= 0][: spec.history_len]
+    history[0, :known.size] = known
+    want = p.settings.retrieval_k + spec.history_len  # the reader's own history is dropped after the search
+
+    def user_tower_and_search(calls: list[tuple[np.ndarray, float]]) -> list:
+        t0 = time.perf_counter()
+        vecs = backend.user_vectors(np.concatenate([h for h, _ in calls]), table.vectors)
+        tower_ms = (time.perf_counter() - t0) * 1e3
+        hits, snap = p.index.search_batch(vecs, want, np.array([t for _, t in calls]))
+        return [(v, idx, sims, snap, tower_ms) for v, (idx, sims) in zip(vecs, hits)]
+
+    user_vec, idx, sims, s, tower_ms = await p.in_flight.retrieval.run((backend, table, p.index),
+                                                                       user_tower_and_search, (history, now_s))
+    clock.lap_split("user_tower", tower_ms, "retrieval")
+    rows, cats = _table_rows(s, idx, table)
+    # drop seen articles, and rows -1 (the index never outruns the table); a mask over the table's rows, as
+    # np.isin sorts both arrays (~10x slower at these sizes)
+    seen = np.zeros(len(table.publish_s) + 1, bool)
+    seen[hist_rows] = True
+    seen[-1] = False  # where rows -1 land
+    keep = (rows >= 0) & ~seen[rows]
+    idx, sims, rows, cats = (a[keep][: p.settings.retrieval_k] for a in (idx, sims, rows, cats))
+    return user_vec, _Candidates(s, idx, rows, sims, cats, tuple(s.news_ids[idx].tolist()),
+                                 (now_s - s.publish_s[idx]) / 3600.0)
+
+
+async def _counters(p: Pipeline, c: _Candidates, now_s: float, left_ms: float) -> ItemCounters:
     """The candidates' counters: from the pool's in-process copy, or one store read (naive baseline; the first
     seconds after a model swap, before the refresh loop has filled the new index)."""
-    if s.counters is not None and not p.settings.item_features_from_store:
-        return s.counters.at(rows, ids, now_s)
+    if c.s.counters is not None and not p.settings.item_features_from_store:
+        return c.s.counters.at(c.idx, c.ids, now_s)
     async with asyncio.timeout(left_ms / 1e3):
-        return await p.store.get_item_counters(ids, now_s)
+        return await p.store.get_item_counters(c.ids, now_s)
+
+
+async def _features(p: Pipeline, table: ItemTableSnapshot, user: UserFeatures, user_vec: np.ndarray,
+                    c: _Candidates, hist_rows: np.ndarray, counters: ItemCounters, now_s: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(ranker features, candidates' categories for the rules) from the item table's topic codes; the naive
+    baseline reads candidates' topics from the store instead (then rules cap categories by those names)."""
+    if p.settings.item_features_from_store:
+        stored = await p.store.get_item_features(c.ids)
+        subs = np.array([f.subcategory if f else "" for f in stored], dtype=object)
+        cats = np.array([f.category if f else "" for f in stored], dtype=object)
+        cand = Candidates(c.ids, c.s.vectors[c.idx], subs, cats, c.s.publish_s[c.idx])
+        return online_ranker_features(p.backend.spec, user, user_vec, cand, counters,
+                                      table.labels(hist_rows, "subcategory"), table.labels(hist_rows, "category"),
+                                      now_s), cats
+    cand = Candidates(c.ids, c.s.vectors[c.idx], table.topic_codes(c.rows, "subcategory"), c.categories,
+                      c.s.publish_s[c.idx])
+    return online_ranker_features(p.backend.spec, user, user_vec, cand, counters,
+                                  table.topic_codes(hist_rows, "subcategory"), table.topic_codes(hist_rows, "category"),
+                                  now_s, vocab=table.vocab), c.categories
 
 
 async def recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s: float) -> Recommendation:
@@ -141,7 +205,7 @@ async def recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s:
 
 
 async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s: float) -> Recommendation:
-    clock, cfg, batch = _Clock(deadline_s), p.settings, p.in_flight
+    clock, cfg = _Clock(deadline_s), p.settings
     try:
         async with asyncio.timeout(max(clock.left_ms(), 1.0) / 1e3):
             user = await p.store.get_user(user_id, now_s)
@@ -151,57 +215,22 @@ async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s
     clock.lap("features")
     if not user.history:
         return _answer(p, clock, "cold_start", trending(p, k, now_s))
-    table, backend, spec = p.items.snapshot, p.backend, p.backend.spec
+    table = p.items.snapshot
     hist_rows = table.rows(user.history)
-    history = np.full((1, spec.history_len), -1, np.int64)  # padded: batched and lone calls see the same input
-    known = hist_rows[hist_rows >= 0][: spec.history_len]
-    history[0, :known.size] = known
-    want = cfg.retrieval_k + spec.history_len  # the reader's own history is dropped after the search
+    user_vec, c = await _retrieve(p, table, hist_rows, now_s, clock)
 
-    def user_tower_and_search(calls: list[tuple[np.ndarray, float]]) -> list:
-        """One user-tower call and one index search for every caller in the batch."""
-        t0 = time.perf_counter()
-        vecs = backend.user_vectors(np.concatenate([h for h, _ in calls]), table.vectors)
-        tower_ms = (time.perf_counter() - t0) * 1e3
-        hits, snap = p.index.search_batch(vecs, want, np.array([t for _, t in calls]))
-        return [(v, rows, scores, snap, tower_ms) for v, (rows, scores) in zip(vecs, hits)]
-
-    user_vec, idx, sims, s, tower_ms = await batch.retrieval.run((backend, table, p.index), user_tower_and_search,
-                                                                 (history, now_s))
-    clock.lap_split("user_tower", tower_ms, "retrieval")
-    rows, cats = _table_rows(s, idx, table)
-    # drop seen articles, and rows -1 (the index never outruns the table); a mask over the table's rows, as
-    # np.isin sorts both arrays (~10x slower at these sizes)
-    seen = np.zeros(len(table.publish_s) + 1, bool)  # [-1] stays False
-    seen[hist_rows] = True
-    seen[-1] = False
-    keep = (rows >= 0) & ~seen[rows]
-    idx, sims, rows, cats = (a[keep][: cfg.retrieval_k] for a in (idx, sims, rows, cats))
-    ids, ages = tuple(s.news_ids[idx].tolist()), (now_s - s.publish_s[idx]) / 3600.0
-
-    def pick(scores: np.ndarray) -> tuple[list[str], list[float]]:
-        return apply_rules(ids, scores, cats, ages, k, cfg.category_cap, cfg.freshness_boost, cfg.freshness_tau_h,
-                           ids_unique=True)  # rows of one index snapshot
+    def pick(scores: np.ndarray, categories: np.ndarray = c.categories) -> tuple[list[str], list[float]]:
+        return apply_rules(c.ids, scores, categories, c.age_h, k, cfg.category_cap, cfg.freshness_boost,
+                           cfg.freshness_tau_h, ids_unique=True)  # rows of one index snapshot
 
     if clock.left_ms() < cfg.ranker_min_budget_ms:
-        return _answer(p, clock, "retrieval", pick(sims), "deadline")
+        return _answer(p, clock, "retrieval", pick(c.sims), "deadline")
     try:
-        counters = await _counters(p, s, idx, ids, now_s, clock.left_ms())
+        counters = await _counters(p, c, now_s, clock.left_ms())
     except p.store_errors:
-        return _answer(p, clock, "retrieval", pick(sims), "store_unavailable")
-    subs, hist_subs, hist_cats = (table.topic_codes(rows, "subcategory"), table.topic_codes(hist_rows, "subcategory"),
-                                  table.topic_codes(hist_rows, "category"))
-    vocab = table.vocab
-    if cfg.item_features_from_store:
-        stored = await p.store.get_item_features(ids)
-        subs = np.array([f.subcategory if f else "" for f in stored], dtype=object)
-        cats = np.array([f.category if f else "" for f in stored], dtype=object)
-        hist_subs, hist_cats = table.labels(hist_rows, "subcategory"), table.labels(hist_rows, "category")
-        vocab = None  # topics as names
-    cand = Candidates(ids, s.vectors[idx], subs, cats, s.publish_s[idx])
-    features = online_ranker_features(spec, user, user_vec, cand, counters, hist_subs, hist_cats, now_s,
-                                      vocab=vocab)
+        return _answer(p, clock, "retrieval", pick(c.sims), "store_unavailable")
+    features, categories = await _features(p, table, user, user_vec, c, hist_rows, counters, now_s)
     clock.lap("features_items")
-    scores = await batch.ranker.run((backend,), concat_rows(backend.rank), features)
+    scores = await p.in_flight.ranker.run((p.backend,), concat_rows(p.backend.rank), features)
     clock.lap("ranker")
-    return _answer(p, clock, "ranked", pick(scores))
+    return _answer(p, clock, "ranked", pick(scores, categories))

@@ -1,9 +1,9 @@
 """Micro-batching across concurrent requests: one model call (user tower and index search; ranker) for every
 request that reaches that stage within a short, bounded wait.
 
-The wait adapts to load: with no other request in flight a call runs at once; otherwise the first caller waits
-at most max_wait_ms, less when the stage's recent arrival gap says the others will come sooner, and the batch
-runs as soon as every request in flight has joined. Requests that started on different model versions (a hot
+The wait adapts to load: with no other request upstream of the stage a call runs at once; otherwise the first
+caller waits at most max_wait_ms, less when the stage's recent arrival gap says the others will come sooner, and
+the batch runs as soon as no request is left upstream. Requests that started on different model versions (a hot
 swap) never share a call.
 """
 from __future__ import annotations
@@ -57,14 +57,14 @@ def concat_rows(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[list[np.nda
 class MicroBatcher:
     """Runs fn(list of callers' inputs) -> list of their outputs, for callers that arrive close together.
 
-    in_flight: how many requests are between start and answer right now (the pipeline counts them); those are
-    the only ones that can still join a batch.
+    upstream: how many requests in flight have not reached this stage yet (the pipeline counts them; a caller
+    counts itself out before calling run): only those can still join a batch.
     """
 
-    def __init__(self, max_wait_ms: float, in_flight: Callable[[], int]):
+    def __init__(self, max_wait_ms: float, upstream: Callable[[], int]):
         if not 0 <= max_wait_ms <= MAX_WAIT_MS:
             raise ValueError(f"max_wait_ms must be within 0..{MAX_WAIT_MS} (a batch must not eat the budget)")
-        self.max_wait_s, self.in_flight = max_wait_ms / 1e3, in_flight
+        self.max_wait_s, self.upstream = max_wait_ms / 1e3, upstream
         self.stats = BatchStats()
         self._pending: _Pending | None = None
         self._gap_s = max_wait_ms / 1e3  # EWMA of the time between arrivals at this stage
@@ -82,7 +82,7 @@ class MicroBatcher:
         self._last_arrival = now
         if self._pending is not None and not _same(self._pending.key, key):
             self._flush()
-        others = self.in_flight() - 1 - (len(self._pending.inputs) if self._pending else 0)
+        others = self.upstream()
         if self._pending is None:
             if others <= 0:  # idle: no one can join, so no wait
                 self.stats.calls += 1
@@ -95,7 +95,7 @@ class MicroBatcher:
         future = asyncio.get_running_loop().create_future()
         pending.inputs.append(x)
         pending.futures.append(future)
-        if others <= 0:  # everyone in flight has joined: waiting longer cannot grow the batch
+        if others <= 0:  # no one else can come: waiting longer cannot grow the batch
             self._flush()
         return await future
 

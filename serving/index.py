@@ -189,15 +189,16 @@ class LiveIndex:
             scores, rows = s.index.search(queries, want)
         out, times = [], np.broadcast_to(np.asarray(now_s, np.float64), (len(queries),))
         for q, (r, sc) in enumerate(zip(rows, scores)):
+            searched = want
             while True:
                 ok = r >= 0
                 r, sc = r[ok], sc[ok]
                 live = s.live(r, float(times[q]))
-                if live.sum() >= k or want >= s.size:  # too many filtered out: widen the search, not the answer
+                if live.sum() >= k or searched >= s.size:  # too many filtered out: widen the search, not the answer
                     out.append((r[live][:k], sc[live][:k]))
                     break
-                want = min(s.size, want * 4)
-                sc, r = (a[0] for a in s.index.search(queries[q:q + 1], want))
+                searched = min(s.size, searched * 4)
+                sc, r = (a[0] for a in s.index.search(queries[q:q + 1], searched))
         return out, s
 
     def search(self, user_vec: np.ndarray, k: int, now_s: float, exclude: frozenset[str] = frozenset()

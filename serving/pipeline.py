@@ -47,13 +47,29 @@ class Recommendation:
 
 
 class InFlight:
-    """Requests between start and answer, and the micro-batchers that wait only for those. Shared across hot swaps
-    (batches never mix model versions: see serving.batching)."""
+    """Requests in flight and the micro-batchers, which wait only for requests still upstream of their stage.
+    Shared across hot swaps (batches never mix model versions: see serving.batching)."""
+
+    STAGES = ("retrieval", "ranker")
 
     def __init__(self, max_wait_ms: float = 0.0):
-        self.count = 0
-        self.retrieval = MicroBatcher(max_wait_ms, lambda: self.count)  # user tower + index search
-        self.ranker = MicroBatcher(max_wait_ms, lambda: self.count)
+        self.upstream = dict.fromkeys(self.STAGES, 0)  # requests that have not reached the stage (yet)
+        self.retrieval = MicroBatcher(max_wait_ms, lambda: self.upstream["retrieval"])  # user tower + search
+        self.ranker = MicroBatcher(max_wait_ms, lambda: self.upstream["ranker"])
+
+    def start(self) -> set[str]:
+        """A new request: upstream of every stage. Returns its ticket (the stages it has not reached)."""
+        for stage in self.STAGES:
+            self.upstream[stage] += 1
+        return set(self.STAGES)
+
+    def reach(self, ticket: set[str], stage: str) -> None:
+        ticket.discard(stage)
+        self.upstream[stage] -= 1
+
+    def finish(self, ticket: set[str]) -> None:
+        for stage in list(ticket):
+            self.reach(ticket, stage)
 
 
 @dataclass
@@ -134,8 +150,8 @@ class _Candidates:
     age_h: np.ndarray
 
 
-async def _retrieve(p: Pipeline, table: ItemTableSnapshot, hist_rows: np.ndarray, now_s: float, clock: _Clock
-                    ) -> tuple[np.ndarray, _Candidates]:
+async def _retrieve(p: Pipeline, table: ItemTableSnapshot, hist_rows: np.ndarray, now_s: float, clock: _Clock,
+                    ticket: set[str]) -> tuple[np.ndarray, _Candidates]:
     """User tower >> live index >> drop seen: (user vector, up to retrieval_k candidates). The user tower and the
     search run as one micro-batched call when batching is on."""
     backend, spec = p.backend, p.backend.spec
@@ -151,6 +167,7 @@ async def _retrieve(p: Pipeline, table: ItemTableSnapshot, hist_rows: np.ndarray
         hits, snap = p.index.search_batch(vecs, want, np.array([t for _, t in calls]))
         return [(v, idx, sims, snap, tower_ms) for v, (idx, sims) in zip(vecs, hits)]
 
+    p.in_flight.reach(ticket, "retrieval")
     user_vec, idx, sims, s, tower_ms = await p.in_flight.retrieval.run((backend, table, p.index),
                                                                        user_tower_and_search, (history, now_s))
     clock.lap_split("user_tower", tower_ms, "retrieval")
@@ -197,14 +214,15 @@ async def _features(p: Pipeline, table: ItemTableSnapshot, user: UserFeatures, u
 
 async def recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s: float) -> Recommendation:
     """Top-k for `user_id` at `now_s` (Unix seconds), finishing by `deadline_s` (time.perf_counter())."""
-    p.in_flight.count += 1
+    ticket = p.in_flight.start()
     try:
-        return await _recommend(p, user_id, k, now_s, deadline_s)
+        return await _recommend(p, user_id, k, now_s, deadline_s, ticket)
     finally:
-        p.in_flight.count -= 1
+        p.in_flight.finish(ticket)
 
 
-async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s: float) -> Recommendation:
+async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s: float, ticket: set[str]
+                     ) -> Recommendation:
     clock, cfg = _Clock(deadline_s), p.settings
     try:
         async with asyncio.timeout(max(clock.left_ms(), 1.0) / 1e3):
@@ -217,7 +235,7 @@ async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s
         return _answer(p, clock, "cold_start", trending(p, k, now_s))
     table = p.items.snapshot
     hist_rows = table.rows(user.history)
-    user_vec, c = await _retrieve(p, table, hist_rows, now_s, clock)
+    user_vec, c = await _retrieve(p, table, hist_rows, now_s, clock, ticket)
 
     def pick(scores: np.ndarray, categories: np.ndarray = c.categories) -> tuple[list[str], list[float]]:
         return apply_rules(c.ids, scores, categories, c.age_h, k, cfg.category_cap, cfg.freshness_boost,
@@ -231,6 +249,7 @@ async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s
         return _answer(p, clock, "retrieval", pick(c.sims), "store_unavailable")
     features, categories = await _features(p, table, user, user_vec, c, hist_rows, counters, now_s)
     clock.lap("features_items")
+    p.in_flight.reach(ticket, "ranker")
     scores = await p.in_flight.ranker.run((p.backend,), concat_rows(p.backend.rank), features)
     clock.lap("ranker")
     return _answer(p, clock, "ranked", pick(scores, categories))

@@ -21,23 +21,21 @@ class Model:
 
 
 def test_concurrent_callers_share_one_call_and_get_their_own_rows():
-    model, in_flight = Model(), [0]
-    batcher = MicroBatcher(2.0, lambda: in_flight[0])
+    model, upstream = Model(), [0]
+    batcher = MicroBatcher(2.0, lambda: upstream[0])
     inputs = [np.full((n, 3), float(i)) for i, n in enumerate((1, 4, 2, 3))]
 
     async def one(x):
-        in_flight[0] += 1
+        upstream[0] += 1
         await asyncio.sleep(0)  # all four are in flight before the first reaches the model
-        try:
-            return await batcher.run((model,), concat_rows(model), x)
-        finally:
-            in_flight[0] -= 1
+        upstream[0] -= 1  # reaches the stage
+        return await batcher.run((model,), concat_rows(model), x)
 
     async def main():
         return await asyncio.gather(*(one(x) for x in inputs))
 
     outs = asyncio.run(main())
-    assert model.calls == [10]  # one call: every caller in flight joined, so the batch ran without the full wait
+    assert model.calls == [10]  # one call: no one was left upstream, so the batch ran without the full wait
     for x, y in zip(inputs, outs):
         np.testing.assert_array_equal(y, x.sum(axis=1) * 2)
     assert batcher.stats.to_json()["mean_batch"] == 4
@@ -45,7 +43,7 @@ def test_concurrent_callers_share_one_call_and_get_their_own_rows():
 
 def test_an_idle_caller_runs_at_once_and_a_wait_is_bounded():
     model = Model()
-    idle = MicroBatcher(2.0, lambda: 1)  # only this request in flight
+    idle = MicroBatcher(2.0, lambda: 0)  # no other request upstream
 
     async def timed(batcher):
         t = time.perf_counter()
@@ -53,15 +51,15 @@ def test_an_idle_caller_runs_at_once_and_a_wait_is_bounded():
         return time.perf_counter() - t
 
     assert asyncio.run(timed(idle)) < 0.001
-    # others in flight that never come: the first caller waits at most max_wait_ms, then runs alone
-    waiting = MicroBatcher(2.0, lambda: 5)
+    # others upstream that never come: the first caller waits at most max_wait_ms, then runs alone
+    waiting = MicroBatcher(2.0, lambda: 4)
     assert 0.0005 < asyncio.run(timed(waiting)) < 0.05
     assert model.calls == [1, 1]
 
 
 def test_calls_for_different_models_never_share_a_batch():
-    a, b, in_flight = Model(), Model(), [2]
-    batcher = MicroBatcher(2.0, lambda: in_flight[0])
+    a, b = Model(), Model()
+    batcher = MicroBatcher(2.0, lambda: 1)
 
     async def main():
         return await asyncio.gather(batcher.run((a,), concat_rows(a), np.ones((2, 3))),
@@ -75,7 +73,7 @@ def test_a_model_error_reaches_every_caller_of_the_batch():
     def broken(_):
         raise RuntimeError("model failed")
 
-    batcher = MicroBatcher(2.0, lambda: 2)
+    batcher = MicroBatcher(2.0, lambda: 1)
 
     async def main():
         return await asyncio.gather(*(batcher.run(("m",), concat_rows(broken), np.ones((1, 3))) for _ in range(2)),

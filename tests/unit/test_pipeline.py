@@ -35,6 +35,17 @@ class MeanBackend:
         return features @ self.w
 
 
+class NetworkLikeStore(InMemoryFeatureStore):
+    """Yields to the event loop on a read, as a network store does (so concurrent requests interleave)."""
+
+    def __init__(self, inner: InMemoryFeatureStore):
+        self.__dict__.update(inner.__dict__)
+
+    async def get_user(self, user_id, now_s):
+        await asyncio.sleep(0)
+        return await super().get_user(user_id, now_s)
+
+
 class DownStore(InMemoryFeatureStore):
     async def get_user(self, user_id, now_s):
         raise ConnectionError("redis is down")
@@ -99,3 +110,22 @@ def test_unknown_reader_gets_a_diverse_cold_start_list(parts):
     assert rec.source == "cold_start" and len(rec.news_ids) == 10
     cats = items.snapshot.labels(items.snapshot.rows(rec.news_ids), "category")
     assert len(set(cats)) >= 5
+
+
+def test_micro_batched_requests_get_the_answers_they_get_alone(parts):
+    ds, spec, store, items, index, now = parts
+    users = [str(u) for u in dict.fromkeys(ds.dev.imp_user[:40])][:12]
+    backend, store = MeanBackend(spec), NetworkLikeStore(store)
+    lone = Pipeline(store, backend, index, items, "v-test", PipelineSettings(retrieval_k=200))
+    batched = Pipeline(store, backend, index, items, "v-test", PipelineSettings(retrieval_k=200,
+                                                                                 micro_batch_wait_ms=2.0))
+
+    async def all_at_once(p):
+        return await asyncio.gather(*(recommend(p, u, 10, now, time.perf_counter() + 5) for u in users))
+
+    alone, together = asyncio.run(all_at_once(lone)), asyncio.run(all_at_once(batched))
+    assert [r.news_ids for r in together] == [r.news_ids for r in alone]
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(b.scores, a.scores, rtol=1e-5)
+    stats = batched.in_flight.retrieval.stats
+    assert stats.requests == sum(r.source == "ranked" for r in alone) and stats.calls < stats.requests

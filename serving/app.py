@@ -16,11 +16,10 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 
 from data.schema import NEWS_ID_PATTERN, USER_ID_PATTERN
-from feature_store.base import ClickUpdate, ImpressionUpdate
 from feature_store.redis_store import RedisFeatureStore
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry, RegistryError
@@ -35,9 +34,12 @@ from serving.metrics import ServingMetrics
 from serving.page import page_router
 from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
 from serving.settings import ServeSettings
+from streaming.events import ClickEvent, ImpressionEvent
+from streaming.producer import EventPublisher, PublishError
 
 log = logging.getLogger("newsrec.serving")
 POPULARITY_REFRESH_S = 10.0  # a full read of a 50k pool costs ~0.2 s of Redis and ~0.2 s of this worker
+EVENTS_RETRY_AFTER_S = 1  # the publisher retries a down broker's connection every second
 USER_ID = USER_ID_PATTERN.pattern
 NEWS_ID = NEWS_ID_PATTERN.pattern
 
@@ -145,6 +147,11 @@ async def _follow_registry(app: FastAPI, settings: ServeSettings, metrics: Servi
             log.info("serving model version %s (was %s)", version, old.model_version)
 
 
+def _stream_unavailable(detail: str) -> JSONResponse:
+    return JSONResponse({"error": "stream_unavailable", "detail": detail}, status_code=503,
+                        headers={"Retry-After": str(EVENTS_RETRY_AFTER_S)})
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     metrics = ServingMetrics()
 
@@ -155,6 +162,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         app.state.pipeline = pipeline
         app.state.now = lambda: (t := time.time()) + offset + (t - origin) * (speedup - 1.0)
         app.state.store_errors = pipeline.store_errors
+        app.state.publisher = EventPublisher(settings.stream, "newsrec-api") if settings.stream else None
         tasks = [asyncio.create_task(_refresh_popularity(app)),
                  asyncio.create_task(_follow_registry(app, settings, metrics))]
         app.state.ready = True
@@ -163,6 +171,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         finally:
             for task in tasks:
                 task.cancel()
+            if app.state.publisher is not None:
+                await app.state.publisher.close()
             await pipeline.store.close()
 
     app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,
@@ -216,7 +226,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return JSONResponse(body, headers={"Server-Timing": timing})
 
     @app.post("/v1/events", status_code=202)
-    async def events_route(request: Request) -> dict:
+    async def events_route(request: Request) -> Response:
+        """Validate against the item table, publish to the clicks / impressions topics (key: user id) and answer
+        202 once the broker acknowledged every event. The feature updater applies them (once per event id);
+        this process never writes user state itself."""
         size = int(request.headers.get("content-length") or 0)
         body = await request.body() if size <= settings.max_body_bytes else b""
         if size > settings.max_body_bytes or len(body) > settings.max_body_bytes:
@@ -227,9 +240,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise InvalidInput(str(exc).splitlines()[0]) from None
         if len(batch.events) > settings.max_events_per_request:
             raise PayloadTooLarge(f"at most {settings.max_events_per_request} events per request")
-        p, now = app.state.pipeline, app.state.now()
-        table = p.items.snapshot
-        updates = []
+        table, now = app.state.pipeline.items.snapshot, app.state.now()
+        records = []
         for e in batch.events:
             ids = [e.news_id] if e.type == "click" else e.news_ids
             if not ids or None in ids:
@@ -237,20 +249,29 @@ def create_app(settings: ServeSettings) -> FastAPI:
             rows = table.rows(ids)
             if (rows < 0).any():
                 raise InvalidInput(f"event {e.event_id}: unknown news id {ids[int(np.argmin(rows))]}")
-            subs, cats = table.labels(rows, "subcategory"), table.labels(rows, "category")
-            t = now if e.time_s is None else e.time_s
-            if e.type == "click":
-                updates.append(ClickUpdate(e.event_id, e.user_id, ids[0], str(subs[0]), str(cats[0]), t))
-            else:
-                items = tuple((n, str(s), str(c), i) for i, (n, s, c) in enumerate(zip(ids, subs, cats)))
-                updates.append(ImpressionUpdate(e.event_id, e.user_id, items, t, p.backend.spec.position_prior))
+            fields = {"event_id": e.event_id, "user_id": e.user_id, "time_s": now if e.time_s is None else e.time_s}
+            try:
+                event = (ClickEvent(**fields, news_id=ids[0]) if e.type == "click"
+                         else ImpressionEvent(**fields, news_ids=ids))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(map(str, first["loc"]))
+                raise InvalidInput(f"event {e.event_id}: {where}: {first['msg']}") from None
+            records.append((e.type, e.user_id, event))
+        publisher = app.state.publisher
+        if settings.stream is None or publisher is None:
+            return _stream_unavailable("this server has no stream configured (NEWSREC_STREAM__BOOTSTRAP_SERVERS)")
+        topic = {"click": settings.stream.topics.name("clicks"),
+                 "impression": settings.stream.topics.name("impressions")}
         try:
-            applied = await p.store.apply_updates(updates)
-        except app.state.store_errors:
-            raise NotReady("the feature store is unavailable; retry the same events (ids make it safe)") from None
+            await publisher.publish_many([(topic[kind], user_id, event) for kind, user_id, event in records])
+        except PublishError as exc:
+            log.warning("events not published: %s", exc)
+            return _stream_unavailable("the event stream did not acknowledge the events; retry the same events "
+                                       "(their ids make a retry safe)")
         for e in batch.events:
             metrics.events.labels(e.type).inc()
-        return {"accepted": len(updates), "duplicates": int(len(applied) - sum(applied))}
+        return JSONResponse({"accepted": len(records)}, status_code=202)
 
     @app.get("/healthz")
     async def healthz() -> dict:

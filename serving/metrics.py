@@ -24,3 +24,9 @@ class ServingMetrics:
         self.swaps = Counter("newsrec_model_swaps_total", "Model version changes picked up, by outcome", ["outcome"],
                              registry=r)
         self.model = Info("newsrec_model", "Served model version and inference backend", registry=r)
+        self.shed = Counter("newsrec_shed_total", "Requests refused by admission control (503), by reason",
+                            ["reason"], registry=r)
+        self.in_flight = Gauge("newsrec_in_flight_requests", "Admitted /v1/recommend requests in flight (per worker)",
+                               registry=r)
+        self.responses = Counter("newsrec_http_responses_total", "HTTP responses by path and status code",
+                                 ["path", "status"], registry=r)

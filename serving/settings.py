@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streaming.settings import StreamSettings
+
 
 class StoreSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -46,3 +48,5 @@ class ServeSettings(BaseSettings):
     max_events_per_request: int = 100
     max_body_bytes: int = 65_536
     registry_poll_s: float = 2.0        # how often to look for a promoted / rolled-back model version
+    # The stream (NEWSREC_STREAM__BOOTSTRAP_SERVERS=...): None = this process neither publishes nor follows it
+    stream: StreamSettings | None = None

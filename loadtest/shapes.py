@@ -1,0 +1,236 @@
+"""Load shapes for the Locust readers (loadtest/locustfile.py binds the one NEWSREC_SHAPE names): steady; a stepped
+ramp to the breaking point, which measures the capacity C; a breaking-news surge with a burst of new articles.
+
+Parameters come from constructor arguments (library use, e.g. a bench runner) or NEWSREC_SHAPE_* environment
+variables (the `locust` command, which constructs shapes without arguments). Offered load ~= users x
+NEWSREC_LOCUST_USER_RPS tasks/s, each task 1-2 requests. Figures per phase go to the log and NEWSREC_SHAPE_OUT."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import gevent
+import numpy as np
+from locust import LoadTestShape
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+
+from data.synth_text import make_article
+from data.vocab import subcategory_list
+from loadtest.stats_window import ARTICLES, PhaseWindow
+
+log = logging.getLogger("newsrec.loadtest")
+SurgeHook = Callable[[Environment], None]
+SURGE_HOOKS: list[SurgeHook] = []  # extra callbacks run (each in its own greenlet) when a surge starts
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get(f"NEWSREC_SHAPE_{name}", default))
+
+
+def _pick(value: float | None, name: str, default: float) -> float:
+    return _env(name, default) if value is None else value
+
+
+class RecordedShape(LoadTestShape):
+    """A shape that measures each of its phases with a PhaseWindow and writes them out when it ends."""
+
+    abstract = True
+
+    def __init__(self, out: Path | None = None) -> None:
+        super().__init__()
+        self.out = out if out is not None else (Path(os.environ["NEWSREC_SHAPE_OUT"])
+                                                if os.environ.get("NEWSREC_SHAPE_OUT") else None)
+        self.phases: list[dict] = []
+        self._window: PhaseWindow | None = None
+        self._phase: str | None = None
+        self.done = False
+
+    def _enter(self, phase: str, **extra: float) -> bool:
+        """Close the current phase (recording it) and open `phase`; True when the phase changed."""
+        if phase == self._phase:
+            return False
+        if self._window is None:
+            self._window = PhaseWindow(self.runner.stats, clock=self.get_run_time)
+        if self._phase is not None:
+            self.phases.append(self._window.end(**extra))
+            log.info("phase %s", json.dumps(self.phases[-1]))
+        self._phase = phase
+        self._window.begin(phase)
+        return True
+
+    def summary(self) -> dict:
+        """The shape's headline figures (besides its phases)."""
+        return {}
+
+    def stop(self) -> None:
+        """Write out what was measured so far (the run was stopped from outside: Ctrl-C, the web UI, -t)."""
+        if not self.done:
+            self._finish(self.summary())
+
+    def _finish(self, summary: dict) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._window is not None and self._phase is not None:
+            last = self._window.end()
+            if last["seconds"] >= 1.0:  # a step that only just opened says nothing
+                self.phases.append(last)
+            self._phase = None
+        report = {"shape": type(self).__name__, **summary, "phases": self.phases}
+        log.info("load shape result %s", json.dumps({k: v for k, v in report.items() if k != "phases"}))
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_text(json.dumps(report, indent=1))
+
+
+class Steady(RecordedShape):
+    """`users` readers for `duration_s`."""
+
+    def __init__(self, users: int | None = None, duration_s: float | None = None, out: Path | None = None) -> None:
+        super().__init__(out)
+        self.users, self.duration_s = int(_pick(users, "USERS", 20)), _pick(duration_s, "DURATION_S", 60)
+
+    def summary(self) -> dict:
+        return {"users": self.users}
+
+    def tick(self):
+        if self.get_run_time() >= self.duration_s:
+            self._finish(self.summary())
+            return None
+        self._enter("steady")
+        return self.users, max(self.users, 1)
+
+
+class Ramp(RecordedShape):
+    """Add `step_users` readers every `step_s` until `patience` steps in a row break the SLO (admitted p99 >
+    `slo_p99_ms`, shed share > `max_shed_share`, or any failure; in a row, so one noisy step on a shared machine
+    does not end it) or `max_users` is passed. C = the best goodput of a step within the SLO."""
+
+    def __init__(self, start_users: int | None = None, step_users: int | None = None, step_s: float | None = None,
+                 max_users: int | None = None, slo_p99_ms: float | None = None, max_shed_share: float | None = None,
+                 patience: int | None = None, out: Path | None = None) -> None:
+        super().__init__(out)
+        self.start_users = int(_pick(start_users, "START_USERS", 10))
+        self.step_users = int(_pick(step_users, "STEP_USERS", 10))
+        self.step_s = _pick(step_s, "STEP_S", 10)
+        self.max_users = int(_pick(max_users, "MAX_USERS", 1_000))
+        self.slo_p99_ms, self.max_shed_share = _pick(slo_p99_ms, "SLO_P99_MS", 100), _pick(max_shed_share,
+                                                                                          "MAX_SHED_SHARE", 0.01)
+        self.patience = int(_pick(patience, "PATIENCE", 2))
+        self.capacity_rps, self.break_users, self._bad = 0.0, None, []
+
+    def summary(self) -> dict:
+        return {"capacity_rps": self.capacity_rps, "break_users": self.break_users, "slo_p99_ms": self.slo_p99_ms,
+                "max_shed_share": self.max_shed_share}
+
+    def within_slo(self, step: dict) -> bool:
+        p99 = step["recommend_p99_ms"]
+        return (p99 is not None and p99 <= self.slo_p99_ms and step["shed_share"] <= self.max_shed_share
+                and step["failures"] == 0)
+
+    def tick(self):
+        i = int(self.get_run_time() // self.step_s)
+        users = self.start_users + i * self.step_users
+        if self._enter(f"step {i}", users=users - self.step_users) and self.phases:
+            last = self.phases[-1]
+            if self.within_slo(last):
+                self.capacity_rps, self._bad = max(self.capacity_rps, last["goodput_rps"]), []
+            elif i > 1:  # step 0 includes start-up; judge from the second step on
+                self._bad.append(last["users"])
+                if len(self._bad) >= self.patience:
+                    self.break_users = self._bad[0]
+                    self._finish(self.summary())
+                    return None
+        if users > self.max_users:
+            self._finish(self.summary())
+            return None
+        return users, max(self.step_users, self.start_users)
+
+
+class Surge(RecordedShape):
+    """Breaking news: `base_users` for `warm_s`, up `factor`x over `rise_s` (with `articles` new articles published
+    at its start), held for `hold_s`, back down over `decay_s`, then `tail_s` at base."""
+
+    def __init__(self, base_users: int | None = None, factor: float | None = None, warm_s: float | None = None,
+                 rise_s: float | None = None, hold_s: float | None = None, decay_s: float | None = None,
+                 tail_s: float | None = None, articles: int | None = None, out: Path | None = None) -> None:
+        super().__init__(out)
+        self.base_users, self.factor = int(_pick(base_users, "USERS", 20)), _pick(factor, "FACTOR", 10)
+        self.spans = [("warm", _pick(warm_s, "WARM_S", 30)), ("rise", _pick(rise_s, "RISE_S", 30)),
+                      ("hold", _pick(hold_s, "HOLD_S", 60)), ("decay", _pick(decay_s, "DECAY_S", 60)),
+                      ("tail", _pick(tail_s, "TAIL_S", 30))]
+        self.articles = int(_pick(articles, "ARTICLES", 20))
+
+    def summary(self) -> dict:
+        return {"base_users": self.base_users, "factor": self.factor, "articles": self.articles}
+
+    def users_at(self, t: float) -> tuple[str, int] | None:
+        """(phase, users) at `t` seconds into the run, None once it is over."""
+        peak = self.base_users * self.factor
+        for phase, span in self.spans:
+            if t < span:
+                share = t / span if span else 1.0
+                users = {"rise": self.base_users + (peak - self.base_users) * share, "hold": peak,
+                         "decay": peak - (peak - self.base_users) * share}.get(phase, self.base_users)
+                return phase, max(1, round(users))
+            t -= span
+        return None
+
+    def tick(self):
+        now = self.users_at(self.get_run_time())
+        if now is None:
+            self._finish(self.summary())
+            return None
+        phase, users = now
+        if self._enter(phase) and phase == "rise":
+            self.on_surge_start()
+        return users, max(1, round(self.base_users * self.factor))  # follow the curve within one tick
+
+    def on_surge_start(self) -> None:
+        env = self.runner.environment
+        hooks = [*SURGE_HOOKS, *([lambda e: publish_articles(e, self.articles)] if self.articles else [])]
+        for hook in hooks:
+            gevent.spawn(hook, env)  # never block the shape's tick
+
+
+def publish_articles(env: Environment, n: int, spread_s: float = 5.0, seed: int | None = None) -> int:
+    """POST `n` new breaking articles to /v1/articles over `spread_s` (reported under its own name); returns how
+    many were accepted. A 404 (endpoint not deployed) is logged once and stops the burst: the surge goes on."""
+    rng, pick = np.random.default_rng(seed), random.Random(seed)
+    session = FastHttpSession(env.host, request_event=env.events.request, user=None)
+    subs, accepted = subcategory_list(), 0
+    for _ in range(n):
+        cat, sub = subs[pick.randrange(len(subs))]
+        a = make_article(rng, f"N{7_000_000_000 + pick.randrange(10**9)}", cat, sub, breaking=True)
+        body = {"news_id": a.news_id, "title": a.title, "abstract": a.abstract, "category": cat, "subcategory": sub}
+        with session.post("/v1/articles", json=body, name=ARTICLES, catch_response=True) as r:
+            if r.status_code == 404:
+                r.request_meta["name"] = f"{ARTICLES} (404: not deployed)"
+                r.success()
+                log.warning("POST /v1/articles answered 404: no article burst in this surge")
+                return accepted
+            if 200 <= r.status_code < 300:
+                accepted += 1
+            else:
+                r.failure(f"HTTP {r.status_code}: {r.text[:200] if r.text else ''}")
+        gevent.sleep(spread_s / max(n, 1))
+    log.info("published %d of %d breaking articles", accepted, n)
+    return accepted
+
+
+SHAPES: dict[str, type[LoadTestShape]] = {"steady": Steady, "ramp": Ramp, "surge": Surge}
+
+
+def shape_from_env() -> type[LoadTestShape] | None:
+    """The shape class NEWSREC_SHAPE names (steady | ramp | surge), or None: plain -u/-r/-t then apply."""
+    name = os.environ.get("NEWSREC_SHAPE", "").strip().lower()
+    if not name or name == "none":
+        return None
+    if name not in SHAPES:
+        raise ValueError(f"NEWSREC_SHAPE={name!r}: choose one of {', '.join(SHAPES)} or none")
+    return SHAPES[name]

@@ -1,0 +1,81 @@
+"""Admission control: a pure ASGI middleware that bounds the requests in flight on the recommend path per worker
+and sheds the excess before any work with a fast 503 + Retry-After, so admitted requests keep their latency."""
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PREFETCH_HEADER = b"x-prefetch"
+REASONS = ("overloaded", "prefetch")
+
+
+class AdmissionControl:
+    """Admit a request on `paths` only while fewer than `max_in_flight` are in flight (`prefetch_max_in_flight`
+    for requests marked `X-Prefetch: 1`, so speculative work goes first); answer the rest 503 at once.
+
+    One counter per worker process. The check and the increment happen with no await between them, so on one
+    event loop no lock is needed. The decrement sits in a `finally`: an exception or a cancelled request (the
+    client went away) never leaks a slot. `shed_total` (label `reason`: "overloaded" | "prefetch") counts sheds;
+    `in_flight` reads the counter only when scraped.
+    """
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, prefetch_max_in_flight: int, retry_after_s: int,
+                 paths: tuple[str, ...] = ("/v1/recommend",), shed_total: Counter | None = None,
+                 in_flight: Gauge | None = None) -> None:
+        if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
+            raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
+                             f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
+        if retry_after_s < 0:
+            raise ValueError(f"retry_after_s must be >= 0, got {retry_after_s}")
+        self.app, self.paths = app, frozenset(paths)
+        self.max_in_flight, self.prefetch_max_in_flight = max_in_flight, prefetch_max_in_flight
+        self.in_flight = 0
+        self._shed_total = {r: shed_total.labels(r) for r in REASONS} if shed_total is not None else None
+        if in_flight is not None:
+            in_flight.set_function(lambda: self.in_flight)
+        # Built once: shedding must cost next to nothing, it happens exactly when the CPU is scarce.
+        self._shed_headers = [(b"content-type", b"application/json"),
+                              (b"retry-after", str(retry_after_s).encode()),
+                              (b"cache-control", b"no-store")]
+        self._shed_bodies = {reason: json.dumps({"error": "overloaded", "detail": detail}).encode()
+                             for reason, detail in (("overloaded", "server at capacity; retry after Retry-After"),
+                                                    ("prefetch", "prefetch shed under load; fetch on demand"))}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        prefetch = _is_prefetch(scope)
+        limit = self.prefetch_max_in_flight if prefetch else self.max_in_flight
+        if self.in_flight >= limit:
+            await self._shed(send, "prefetch" if prefetch else "overloaded")
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _shed(self, send: Send, reason: str) -> None:
+        if self._shed_total is not None:
+            self._shed_total[reason].inc()
+        body = self._shed_bodies[reason]
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [*self._shed_headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _is_prefetch(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == PREFETCH_HEADER:
+            return value.strip() == b"1"
+    return False

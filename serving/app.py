@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Annotated, Literal
@@ -23,13 +22,16 @@ from data.schema import NEWS_ID_PATTERN, USER_ID_PATTERN
 from feature_store.redis_store import RedisFeatureStore
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry, RegistryError
+from serving.admission import AdmissionControl
 from serving.backends import load_backend
 from serving.backends.base import InferenceBackend
 from serving.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
+from serving.http_metrics import ResponseCounter
 from serving.index import LiveIndex
 from serving.item_counters import concat_counters
 from serving.item_table import ItemTable
+from serving.logging_json import RequestIdMiddleware, install_json_logging, request_id_of
 from serving.metrics import ServingMetrics
 from serving.page import page_router
 from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
@@ -178,6 +180,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,
                   description="What should this reader see now? Two-tower retrieval + ranker, fresh from the stream.")
     app.state.ready = False
+    if settings.log_json:
+        install_json_logging()
+    if settings.admission.enabled:  # sheds before routing, validation or any pipeline work
+        a = settings.admission
+        app.add_middleware(AdmissionControl, max_in_flight=a.max_in_flight, retry_after_s=a.retry_after_s,
+                           prefetch_max_in_flight=a.prefetch_max_in_flight, paths=a.paths,
+                           shed_total=metrics.shed, in_flight=metrics.in_flight)
+    app.add_middleware(RequestIdMiddleware)  # outside admission: sheds carry a request id too
+    app.add_middleware(ResponseCounter, responses=metrics.responses)  # added last = outermost of ours
     app.include_router(page_router(settings))  # the demo page at / and its read-only JSON
 
     @app.exception_handler(ApiError)
@@ -191,9 +202,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
-        request_id = uuid.uuid4().hex
-        log.exception("unhandled error, request_id=%s", request_id)  # the trace stays in our logs
-        return JSONResponse({"error": "internal", "request_id": request_id}, status_code=500)
+        request_id = request_id_of(request.state)  # the id in the X-Request-Id header and the log record
+        log.exception("unhandled error, request_id=%s", request_id, extra={"request_id": request_id})
+        return JSONResponse({"error": "internal", "request_id": request_id}, status_code=500,
+                            headers={"X-Request-Id": request_id})  # this handler sits outside our middleware
 
     @app.get("/v1/recommend")
     async def recommend_route(

@@ -26,10 +26,26 @@ class ModelSettings(BaseModel):
     intra_op_threads: int = 1           # 2 cores: one per worker
 
 
+class AdmissionSettings(BaseModel):
+    """Bounded in-flight /v1/recommend requests per worker; the excess gets 503 + Retry-After (serving.admission).
+
+    Sizing (Little's law): bound = C x W. C = 465 req/s per core (2.15 ms server CPU per recommend, measured with
+    loadtest/request_cost.py), W = 34 ms of queued CPU work at most (a third of the 100 ms p99 SLO). Fewer would
+    shed below capacity (M/M/1/K: P(full) = rho^K, under 1% up to rho = 0.75 with K = 16). README has the runs."""
+    model_config = ConfigDict(frozen=True)
+    enabled: bool = True
+    max_in_flight: int = Field(default=16, ge=1)
+    prefetch_max_in_flight: int = Field(default=8, ge=0)  # `X-Prefetch: 1` requests are shed first
+    retry_after_s: int = Field(default=1, ge=0)
+    paths: tuple[str, ...] = ("/v1/recommend",)  # one shared bound over these paths
+
+
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NEWSREC_", env_nested_delimiter="__", frozen=True)
     store: StoreSettings = Field(default_factory=StoreSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    log_json: bool = True               # structured JSON lines with request ids on stderr (serving.logging_json)
     catalogue_dir: Path | None = None   # a MIND world whose articles seed the index at start (until the stream)
     retrieval_k: int = 500
     category_cap: int = 3

@@ -67,6 +67,10 @@ class RecordedShape(LoadTestShape):
         """The shape's headline figures (besides its phases)."""
         return {}
 
+    def phase_extra(self) -> dict:
+        """Figures to record with the phase now open (e.g. its user count)."""
+        return {}
+
     def stop(self) -> None:
         """Write out what was measured so far (the run was stopped from outside: Ctrl-C, the web UI, -t)."""
         if not self.done:
@@ -77,7 +81,7 @@ class RecordedShape(LoadTestShape):
             return
         self.done = True
         if self._window is not None and self._phase is not None:
-            last = self._window.end()
+            last = self._window.end(**self.phase_extra())
             if last["seconds"] >= 1.0:  # a step that only just opened says nothing
                 self.phases.append(last)
             self._phase = None
@@ -122,11 +126,14 @@ class Ramp(RecordedShape):
         self.slo_p99_ms, self.max_shed_share = _pick(slo_p99_ms, "SLO_P99_MS", 100), _pick(max_shed_share,
                                                                                           "MAX_SHED_SHARE", 0.01)
         self.patience = int(_pick(patience, "PATIENCE", 2))
-        self.capacity_rps, self.break_users, self._bad = 0.0, None, []
+        self.capacity_rps, self.break_users, self._bad, self._users = 0.0, None, [], self.start_users
 
     def summary(self) -> dict:
         return {"capacity_rps": self.capacity_rps, "break_users": self.break_users, "slo_p99_ms": self.slo_p99_ms,
                 "max_shed_share": self.max_shed_share}
+
+    def phase_extra(self) -> dict:
+        return {"users": self._users}
 
     def within_slo(self, step: dict) -> bool:
         p99 = step["recommend_p99_ms"]
@@ -136,7 +143,8 @@ class Ramp(RecordedShape):
     def tick(self):
         i = int(self.get_run_time() // self.step_s)
         users = self.start_users + i * self.step_users
-        if self._enter(f"step {i}", users=users - self.step_users) and self.phases:
+        previous, self._users = self._users, users
+        if self._enter(f"step {i}", users=previous) and self.phases:
             last = self.phases[-1]
             if self.within_slo(last):
                 self.capacity_rps, self._bad = max(self.capacity_rps, last["goodput_rps"]), []

@@ -110,3 +110,18 @@ def test_the_shape_is_chosen_by_env(monkeypatch):
     monkeypatch.setenv("NEWSREC_SHAPE", "spike")
     with pytest.raises(ValueError, match="steady, ramp, surge"):
         shapes.shape_from_env()
+
+
+def test_a_ramp_stopped_from_outside_writes_what_it_measured(tmp_path):
+    ramp = shapes.Ramp(start_users=5, step_users=5, step_s=10, out=tmp_path / "ramp.json")
+    stats = RequestStats()
+    clock = attach(ramp, stats)
+    for t in range(0, 16):
+        clock[0] = float(t)
+        ramp.tick()
+        requests(stats, 10, 20)
+    ramp.stop()  # Ctrl-C in the middle of step 1
+    ramp.stop()
+    report = json.loads((tmp_path / "ramp.json").read_text())
+    assert [(p["phase"], p["users"]) for p in report["phases"]] == [("step 0", 5), ("step 1", 10)]
+    assert report["capacity_rps"] == pytest.approx(10.0) and report["break_users"] is None

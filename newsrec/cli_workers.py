@@ -72,5 +72,27 @@ def features(bootstrap_servers: Bootstrap = None, redis_url: RedisUrl = None, pr
     run_worker(feature_updater_consumer(FeatureUpdaterSettings(**overrides)))
 
 
+@app.command("trainer")
+def trainer(bootstrap_servers: Bootstrap = None, redis_url: RedisUrl = None, prefix: Prefix = None,
+            topic_prefix: TopicPrefix = None, group: Group = None, metrics_port: MetricsPort = None,
+            registry: Annotated[Path | None, typer.Option(help="Model registry: trains from its current version, "
+                                                               "publishes and promotes children there.")] = None,
+            catalogue: Annotated[Path | None, typer.Option(help="A world whose articles it knows from the start.")]
+            = None,
+            log_level: LogLevel = "info") -> None:
+    """Fine-tune the current version's ranker on impressions + clicks; promote a child only if it does not regress
+    on the newest held-out impressions, then announce it on model-updates (NEWSREC_TRAINING__* tunes it)."""
+    from streaming.consumer import run_worker
+    from streaming.trainer_worker import TrainerSettings, trainer_consumer
+
+    _logging(log_level)
+    overrides = stream_overrides(bootstrap_servers, redis_url, prefix, topic_prefix, group, metrics_port)
+    if registry is not None:
+        overrides["registry"] = registry
+    if catalogue is not None:
+        overrides["catalogue_dir"] = catalogue
+    run_worker(trainer_consumer(TrainerSettings(**overrides)))
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="worker")

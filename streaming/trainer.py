@@ -35,6 +35,7 @@ class TrainerStats:
     """What the worker exports as metrics and the bench reports. Times are wall seconds (clock())."""
 
     events: int = 0
+    late_impressions: int = 0            # consumed after their click window had closed: not used
     rows_trained: int = 0
     steps: int = 0
     train_seconds: float = 0.0           # inside fine_tune only: rows_trained / train_seconds = step throughput
@@ -105,6 +106,7 @@ class OnlineTrainer:
         self.current = load_ranker(loaded.path)
         self.candidate = copy.deepcopy(self.current)
         self.opt = torch.optim.Adam(self.candidate.parameters(), lr=self.cfg.lr)
+        self._steps_since_base = 0
         log.info("training from version %s", self.version)
 
     def _encode(self, news_ids: list[str]) -> None:
@@ -128,7 +130,12 @@ class OnlineTrainer:
         self.stats.events += len(events)
         self.add_articles([e.article if isinstance(e, ItemVectorEvent) else e for e in events
                            if isinstance(e, ArticleEvent | ItemVectorEvent)])
-        for p in await self.rows.build([e for e in events if isinstance(e, ImpressionEvent)]):
+        # An impression whose click window has already closed (a backlog replayed late) would get features read
+        # long after it was shown -- and an unknown share of its clicks: it is counted and skipped.
+        cutoff = self.joiner.watermark_s - self.cfg.join_window_s
+        imps = [e for e in events if isinstance(e, ImpressionEvent)]
+        self.stats.late_impressions += sum(e.time_s < cutoff for e in imps)
+        for p in await self.rows.build([e for e in imps if e.time_s >= cutoff]):
             self.joiner.add_impression(p)
         for c in (e for e in events if isinstance(e, ClickEvent)):
             self.joiner.add_click(c.impression_id, c.news_id, c.time_s)
@@ -139,9 +146,10 @@ class OnlineTrainer:
         self.window.add(self.joiner.advance())
         if self.window.size >= self.cfg.min_train_rows and self.window.new_rows >= self.cfg.min_new_rows:
             started = time.perf_counter()
-            fine_tune(self.candidate, self.opt, self.window, self.rng)
+            steps = len(fine_tune(self.candidate, self.opt, self.window, self.rng))
             self.stats.train_seconds += time.perf_counter() - started
-            self.stats.steps += self.cfg.steps_per_batch
+            self.stats.steps += steps
+            self._steps_since_base += steps
             self.stats.rows_trained = self.window.trained_rows
         return self.maybe_promote()
 
@@ -161,6 +169,8 @@ class OnlineTrainer:
         if self.registry.current() != self.version:
             self._load_current()  # CURRENT moved (rollback / retrain): restart from it, judge next round
             return None
+        if self._steps_since_base == 0:
+            return None  # the candidate still is the current model: nothing to judge, nothing to publish
         x, y, group = self.window.holdout_arrays()
         cand, cur = holdout_metrics(self.candidate, x, y, group), holdout_metrics(self.current, x, y, group)
         ok, reason = gate(cand, cur, self.cfg)
@@ -191,6 +201,7 @@ class OnlineTrainer:
         self.registry.promote(mv.version)
         self.version, self.version_dir = mv.version, mv.path
         self.current = model.eval()
+        self._steps_since_base = 0
         self._last_promote = self.clock()
         self.stats.promotions += 1
         self.stats.versions.append(mv.version)

@@ -98,7 +98,7 @@ def _learnable(n: int, seed: int) -> list[LabelledImpression]:
 
 def test_fine_tuning_learns_and_the_gate_promotes_only_without_regression():
     torch.manual_seed(0)
-    cfg = OnlineTrainingConfig(replay_rows=5_000, batch_rows=256, steps_per_batch=50, lr=3e-3)
+    cfg = OnlineTrainingConfig(replay_rows=5_000, batch_rows=256, max_steps_per_batch=50, lr=3e-3)
     w = RowWindow(cfg, F)
     w.add(_learnable(1_500, seed=1))
     parent = Ranker(F, (16,)).eval()
@@ -201,7 +201,7 @@ def test_trainer_fine_tunes_gates_publishes_and_bounds_churn(tiny):
     t0 = origin + float(np.quantile(ds.train.imp_t, 0.6))
     now = [0.0]
     cfg = OnlineTrainingConfig(min_train_rows=500, min_holdout_impressions=30, eval_every_s=0.0,
-                               min_promote_interval_s=1_000.0, join_window_s=120.0, steps_per_batch=8, lr=1e-3)
+                               min_promote_interval_s=1_000.0, join_window_s=120.0, max_steps_per_batch=8, lr=1e-3)
     store = InMemoryFeatureStore()
     catalogue = dataclasses.replace(ds.articles, publish_s=origin + ds.articles.publish_s,
                                     expire_s=origin + ds.articles.expire_s)
@@ -239,3 +239,10 @@ def test_trainer_fine_tunes_gates_publishes_and_bounds_churn(tiny):
     reg.rollback()
     now[0] += 2_000.0
     assert trainer.maybe_promote() is None and trainer.version == parent
+    # ... and an untrained candidate (a copy of the current model) is never published, however long it waits;
+    # an impression consumed after its click window closed (a late backlog) is skipped
+    now[0] += 2_000.0
+    stale = ImpressionEvent(event_id="old", time_s=t0, user_id="U1", news_ids=list(catalogue.news_ids[:3]),
+                            impression_id="old")
+    assert asyncio.run(trainer.handle([stale])) == [] and trainer.stats.late_impressions == 1
+    assert trainer.stats.promotions == 1 and reg.current() == parent

@@ -24,6 +24,7 @@ def summarize(results: dict) -> None:
         r["cpu_ms_per_request"] = {"server": low["server_cpu_ms_per_request"],
                                    "redis": low.get("redis_cpu_ms_per_request"),
                                    "load_generator": low["client_cpu_ms_per_request"]}
+        r["other_processes_cores_max"] = max(s.get("other_processes_cores", 0.0) for s in r["steps"])
     if "naive" in systems:
         base = systems["naive"]
         results["comparison"] = {name: _versus(r, base) for name, r in systems.items() if name != "naive"}

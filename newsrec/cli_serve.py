@@ -91,7 +91,8 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
         for s in r["steps"]:
             typer.echo(f"  offered {s['offered_rps']:>5.0f}  achieved {s['achieved_rps']:>6.1f}  p50 {s['p50_ms']:7.1f}"
                        f"  p99 {s['p99_ms']:8.1f}  errors {s['errors']}  shed {s['shed']}"
-                       f"  server CPU {s['server_cpu_ms_per_request']:.2f} ms/req")
+                       f"  server CPU {s['server_cpu_ms_per_request']:.2f} ms/req"
+                       f"  other processes {s.get('other_processes_cores', 0):.2f} cores")
     for name, c in results.get("comparison", {}).items():
         ratio = "n/a" if c["max_rps_ratio"] is None else f"{c['max_rps_ratio']:.1f}x"
         typer.echo(f"{name} vs naive: max RPS {ratio}, server CPU per request {c['cpu_ratio']:.2f}x")

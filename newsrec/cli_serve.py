@@ -102,6 +102,31 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
     typer.echo(f"wrote {out / 'bench_serve.json'} and {out / 'bench_serve.png'}")
 
 
+@bench_app.command("freshness")
+def bench_freshness(world: Annotated[Path, typer.Option(help="A world (materialized into a fresh local Redis).")],
+                    registry: Annotated[Path, typer.Option(help="Model registry (its current version is served).")]
+                    = Path("var/registry"),
+                    out: Annotated[Path, typer.Option(help="Results directory.")] = Path("var/bench/freshness"),
+                    articles: Annotated[int, typer.Option(help="Articles to publish, one at a time.")] = 100,
+                    clicks: Annotated[int, typer.Option(help="Clicks to send, one at a time (0: skip).")] = 50,
+                    background_eps: Annotated[float, typer.Option(help="Simulator replay rate meanwhile (events/s).")]
+                    = 0.0) -> None:
+    """Seconds from article publish to retrievable on two replicas, and from a click to the next answer; p50/p99."""
+    from loadtest.bench_freshness import FreshnessConfig, run
+
+    r = run(FreshnessConfig(world=world, registry=registry, out=out, articles=articles, clicks=clicks,
+                            background_eps=background_eps))
+    for key, label in (("article", "publish -> retrievable on both replicas"), ("click", "click -> next answer")):
+        part = r[key]
+        if "skipped" in part:
+            typer.echo(f"{label}: skipped ({part['skipped']})")
+            continue
+        st = part["both_replicas"] if key == "article" else part["click_to_next"]
+        typer.echo(f"{label}: p50 {st['p50_s']:.3f} s, p99 {st['p99_s']:.3f} s, max {st['max_s']:.3f} s "
+                   f"(n={st['n']}; target p99 <= {part['target_p99_s']:g} s: {'met' if part['met'] else 'NOT met'})")
+    typer.echo(f"wrote {out / 'bench_freshness.json'} and {out / 'bench_freshness.png'}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
     app.add_typer(features_app, name="features")

@@ -72,6 +72,26 @@ def features(bootstrap_servers: Bootstrap = None, redis_url: RedisUrl = None, pr
     run_worker(feature_updater_consumer(FeatureUpdaterSettings(**overrides)))
 
 
+@app.command("articles")
+def articles(bootstrap_servers: Bootstrap = None, redis_url: RedisUrl = None, prefix: Prefix = None,
+             topic_prefix: TopicPrefix = None, group: Group = None, metrics_port: MetricsPort = None,
+             registry: Annotated[Path | None, typer.Option(help="Model registry (its current version's item tower "
+                                                                "encodes).")] = None,
+             snapshot: Annotated[Path | None, typer.Option(help="Write the item-vectors snapshot here (replicas "
+                                                                "start from it).")] = None,
+             log_level: LogLevel = "info") -> None:
+    """Encode new articles with the item tower: item features to Redis, vectors to item-vectors for every replica."""
+    from streaming.article_worker import ArticleWorkerSettings, run_article_worker
+
+    _logging(log_level)
+    overrides = stream_overrides(bootstrap_servers, redis_url, prefix, topic_prefix, group, metrics_port)
+    if registry is not None:
+        overrides["registry"] = registry
+    if snapshot is not None:
+        overrides.setdefault("stream", {})["vector_snapshot"] = snapshot
+    run_article_worker(ArticleWorkerSettings(**overrides))
+
+
 @app.command("trainer")
 def trainer(bootstrap_servers: Bootstrap = None, redis_url: RedisUrl = None, prefix: Prefix = None,
             topic_prefix: TopicPrefix = None, group: Group = None, metrics_port: MetricsPort = None,

@@ -23,7 +23,9 @@ from feature_store.redis_store import RedisFeatureStore
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry, RegistryError
 from serving.admission import AdmissionControl
+from serving.articles_api import articles_router
 from serving.backends import load_backend
+from serving.bounded_body import bounded_body
 from serving.backends.base import InferenceBackend
 from serving.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
@@ -36,6 +38,7 @@ from serving.metrics import ServingMetrics
 from serving.page import page_router
 from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
 from serving.settings import ServeSettings
+from serving.stream_follow import start_following
 from streaming.events import ClickEvent, ImpressionEvent
 from streaming.producer import EventPublisher, PublishError
 
@@ -126,7 +129,9 @@ async def _follow_registry(app: FastAPI, settings: ServeSettings, metrics: Servi
     registry = ModelRegistry(settings.model.registry)
     refused: str | None = None
     while True:
-        await asyncio.sleep(settings.registry_poll_s)
+        with contextlib.suppress(TimeoutError):  # a model-updates record (serving.stream_follow) wakes it at once
+            await asyncio.wait_for(app.state.registry_poke.wait(), settings.registry_poll_s)
+        app.state.registry_poke.clear()
         with contextlib.suppress(RegistryError, OSError):
             current = registry.current()
             old = app.state.pipeline
@@ -164,15 +169,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
         app.state.pipeline = pipeline
         app.state.now = lambda: (t := time.time()) + offset + (t - origin) * (speedup - 1.0)
         app.state.store_errors = pipeline.store_errors
+        app.state.registry_poke = asyncio.Event()
         app.state.publisher = EventPublisher(settings.stream, "newsrec-api") if settings.stream else None
         tasks = [asyncio.create_task(_refresh_popularity(app)),
                  asyncio.create_task(_follow_registry(app, settings, metrics))]
+        tasks += await start_following(app, settings.stream, settings.follow_stream, metrics.registry)
         app.state.ready = True
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if app.state.publisher is not None:
                 await app.state.publisher.close()
             await pipeline.store.close()
@@ -180,6 +188,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,
                   description="What should this reader see now? Two-tower retrieval + ranker, fresh from the stream.")
     app.state.ready = False
+    app.include_router(page_router(settings))  # the demo page at / and its read-only JSON
+    app.include_router(articles_router(settings))  # publish an article to the stream; is it live here?
     if settings.log_json:
         install_json_logging()
     if settings.admission.enabled:  # sheds before routing, validation or any pipeline work
@@ -189,7 +199,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
                            shed_total=metrics.shed, in_flight=metrics.in_flight)
     app.add_middleware(RequestIdMiddleware)  # outside admission: sheds carry a request id too
     app.add_middleware(ResponseCounter, responses=metrics.responses)  # added last = outermost of ours
-    app.include_router(page_router(settings))  # the demo page at / and its read-only JSON
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -242,10 +251,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         """Validate against the item table, publish to the clicks / impressions topics (key: user id) and answer
         202 once the broker acknowledged every event. The feature updater applies them (once per event id);
         this process never writes user state itself."""
-        size = int(request.headers.get("content-length") or 0)
-        body = await request.body() if size <= settings.max_body_bytes else b""
-        if size > settings.max_body_bytes or len(body) > settings.max_body_bytes:
-            raise PayloadTooLarge(f"body over {settings.max_body_bytes} bytes")
+        body = await bounded_body(request, settings.max_body_bytes)
         try:
             batch = Events.model_validate_json(body)
         except ValueError as exc:
@@ -291,7 +297,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        ready = bool(app.state.ready) and app.state.pipeline.index.snapshot.size > 0
+        ready = (bool(app.state.ready) and app.state.pipeline.index.snapshot.size > 0
+                 and getattr(app.state, "stream_ready", True))  # the stream's backlog applied (stream_follow)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     @app.get("/metrics")

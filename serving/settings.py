@@ -66,3 +66,4 @@ class ServeSettings(BaseSettings):
     registry_poll_s: float = 2.0        # how often to look for a promoted / rolled-back model version
     # The stream (NEWSREC_STREAM__BOOTSTRAP_SERVERS=...): None = this process neither publishes nor follows it
     stream: StreamSettings | None = None
+    follow_stream: bool = True          # tail item-vectors into the index and model-updates (serving.stream_follow)

@@ -2,6 +2,8 @@
 settings. One frozen pydantic-settings object (NEWSREC_STREAM__* in the API, NEWSREC_* in workers)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # Measured on the local Tansu broker (ARCHITECTURE.md): a group joins in ~3 s with these, ~23 s with the defaults.
@@ -38,6 +40,8 @@ class StreamSettings(BaseModel):
     max_poll_interval_ms: int = LOCAL_GROUP_TIMEOUTS["max_poll_interval_ms"]
     produce_timeout_ms: int = 5_000      # POST /v1/events waits at most this for the broker's ack
     linger_ms: int = 2                   # small batches: the API waits for the ack anyway
+    # item-vectors folded into one file by the article worker; serving replicas start from it, then the topic
+    vector_snapshot: Path | None = None
 
     def group_settings(self) -> dict:
         return {"session_timeout_ms": self.session_timeout_ms, "heartbeat_interval_ms": self.heartbeat_interval_ms,

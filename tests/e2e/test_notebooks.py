@@ -14,7 +14,8 @@ from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-EXECUTED = ("01_news_world.ipynb", "02_train_evaluate.ipynb")
+EXECUTED = ("01_news_world.ipynb", "02_train_evaluate.ipynb", "03_serve_query.ipynb", "04_freshness.ipynb",
+            "05_load_test.ipynb")
 CELL_TIMEOUT_S = 240
 LEFTOVER_WAIT_S = 20.0  # processes stopped at kernel exit (atexit, or SIGTERM from the kernel's death) need a moment
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from feature_store.base import ItemCounters
 from recsys.retrieval import augment_items, augment_users
-from serving.item_counters import PoolCounters
+from serving.item_counters import CLICKS_6H, PoolCounters
 from serving.item_table import ItemTable
 
 TRENDING_PREFIX = 512  # trending answers are picked from the most-clicked rows first (see trending_rows)
@@ -157,15 +157,9 @@ class LiveIndex:
         with self._write:
             s = self._snap
             src, dst = self._pool_rows(counters.news_ids)
-            got = PoolCounters.read_at(counters, t_ref_s).take(src)
-            pool = PoolCounters(t_ref_s, {h: np.zeros(s.size) for h in got.clicks}, np.zeros(s.size),
-                                {h: np.zeros(s.size) for h in got.expected_clicks})
-            for h, v in got.clicks.items():
-                pool.clicks[h][dst] = v
-            pool.shows_6h[dst] = got.shows_6h
-            for h, v in got.expected_clicks.items():
-                pool.expected_clicks[h][dst] = v
-            self._swap(np.ones(s.size, dtype=bool), clicks=pool.clicks[6.0], counters=pool)
+            pool = PoolCounters.zeros(s.size, t_ref_s)
+            pool.values[dst] = PoolCounters.read_at(counters, t_ref_s).values[src]
+            self._swap(np.ones(s.size, dtype=bool), clicks=pool.values[:, CLICKS_6H].copy(), counters=pool)
 
     def search_rows(self, user_vec: np.ndarray, k: int, now_s: float) -> tuple[np.ndarray, np.ndarray, IndexSnapshot]:
         """The top-k live articles for a user vector (D,): (snapshot rows, scores, the snapshot searched).

@@ -13,44 +13,52 @@ from dataclasses import dataclass
 import numpy as np
 
 from feature_store.base import EXPECTED_HALF_LIVES_H, SHOWS_HALF_LIFE_H, ItemCounters
+from recsys.features import POPULARITY_HALF_LIVES_H
+
+
+# the columns of PoolCounters.values: ItemCounters' arrays, with the half-life each decays by
+COLUMNS = (*(("clicks", h) for h in POPULARITY_HALF_LIVES_H), ("shows_6h", SHOWS_HALF_LIFE_H),
+           *(("expected_clicks", h) for h in EXPECTED_HALF_LIVES_H))
+_HALF_LIVES_H = np.array([h for _, h in COLUMNS])
+CLICKS_6H = COLUMNS.index(("clicks", 6.0))
 
 
 @dataclass(frozen=True)
 class PoolCounters:
-    """Counters decayed to t_ref_s, row i for row i of the index snapshot holding them; arrays (n,) float64."""
+    """Counters decayed to t_ref_s, row i for row i of the index snapshot holding them: one (n, len(COLUMNS))
+    float64 matrix, so a request gathers its candidates' rows once."""
 
     t_ref_s: float
-    clicks: dict[float, np.ndarray]
-    shows_6h: np.ndarray
-    expected_clicks: dict[float, np.ndarray]
+    values: np.ndarray
 
     @classmethod
     def read_at(cls, counters: ItemCounters, t_ref_s: float) -> PoolCounters:
-        return cls(t_ref_s, dict(counters.clicks), counters.shows_6h, dict(counters.expected_clicks))
+        def column(kind: str, h: float) -> np.ndarray:
+            return counters.shows_6h if kind == "shows_6h" else getattr(counters, kind)[h]
 
-    def _map(self, fn) -> PoolCounters:
-        return PoolCounters(self.t_ref_s, {h: fn(v) for h, v in self.clicks.items()}, fn(self.shows_6h),
-                            {h: fn(v) for h, v in self.expected_clicks.items()})
+        return cls(t_ref_s, np.column_stack([column(kind, h) for kind, h in COLUMNS]).astype(np.float64))
+
+    @classmethod
+    def zeros(cls, n: int, t_ref_s: float) -> PoolCounters:
+        return cls(t_ref_s, np.zeros((n, len(COLUMNS))))
 
     def take(self, rows: np.ndarray) -> PoolCounters:
         """The counters of `rows` (an int array or a boolean mask), in that order."""
-        return self._map(lambda v: v[rows])
+        return PoolCounters(self.t_ref_s, self.values[rows])
 
     def extended(self, n: int) -> PoolCounters:
         """n more rows reading 0 (articles added since the refresh: the store has nothing newer for them)."""
-        return self._map(lambda v: np.concatenate([v, np.zeros(n)]))
+        return PoolCounters(self.t_ref_s, np.vstack([self.values, np.zeros((n, len(COLUMNS)))]))
 
     def at(self, rows: np.ndarray, news_ids: tuple[str, ...], now_s: float) -> ItemCounters:
         """The counters of `rows` decayed on to now_s, as the store would read them (a read before t_ref is taken
         at t_ref, as the store takes a read before an update's time)."""
-        age_h = max(now_s - self.t_ref_s, 0.0) / 3600.0  # scalars in plain floats: numpy scalar maths is slower
-
-        def decayed(v: np.ndarray, half_life_h: float) -> np.ndarray:
-            return v[rows] * 2.0 ** (-age_h / half_life_h)
-
-        return ItemCounters(news_ids=news_ids, clicks={h: decayed(v, h) for h, v in self.clicks.items()},
-                            shows_6h=decayed(self.shows_6h, SHOWS_HALF_LIFE_H),
-                            expected_clicks={h: decayed(self.expected_clicks[h], h) for h in EXPECTED_HALF_LIVES_H})
+        age_h = max(now_s - self.t_ref_s, 0.0) / 3600.0
+        g = self.values[rows] * 2.0 ** (-age_h / _HALF_LIVES_H)
+        cols = dict(zip(COLUMNS, g.T))
+        return ItemCounters(news_ids=news_ids, clicks={h: cols["clicks", h] for h in POPULARITY_HALF_LIVES_H},
+                            shows_6h=cols["shows_6h", SHOWS_HALF_LIFE_H],
+                            expected_clicks={h: cols["expected_clicks", h] for h in EXPECTED_HALF_LIVES_H})
 
 def concat_counters(parts: list[ItemCounters]) -> ItemCounters:
     """One ItemCounters from chunked reads, in order."""

@@ -62,19 +62,20 @@ class Events(BaseModel):
     events: list[Event] = Field(min_length=1)
 
 
-async def _refresh_popularity(app: FastAPI, chunk: int = 500) -> None:
+async def _refresh_popularity(app: FastAPI, chunk: int = 250) -> None:
     """Keep the pool current: expiry, and the item counters every request ranks with (serving.item_counters),
     whose 6 h clicks are also the index's popularity dimension. The store is the source of truth.
 
-    Reads go in chunks so one refresh never holds Redis (or this event loop, which decodes them) for long, and the
-    index rebuild runs in a thread so the event loop keeps answering requests meanwhile (a 50k-article rebuild
-    takes tens of milliseconds). The first refresh runs at once: until it lands, requests read counters from the
-    store.
+    Reads go in chunks so one refresh never holds Redis (or this event loop, which decodes them) for more than
+    ~1 ms at a time, and the index rebuild runs in a thread so the event loop keeps answering requests meanwhile
+    (a 50k-article rebuild takes tens of milliseconds). The first refresh runs at once: until it lands, requests
+    read counters from the store.
     """
     while True:
         p, now = app.state.pipeline, app.state.now()
         await asyncio.to_thread(p.index.expire, now)  # first, so only live articles are read
-        ids = tuple(p.index.snapshot.news_ids.tolist())
+        snap = p.index.snapshot
+        ids = tuple(snap.news_ids.tolist())
         parts = []
         try:
             for i in range(0, len(ids), chunk):
@@ -82,7 +83,7 @@ async def _refresh_popularity(app: FastAPI, chunk: int = 500) -> None:
         except app.state.store_errors:
             parts = []
         if parts:
-            await asyncio.to_thread(p.index.set_counters, concat_counters(parts), now)
+            await asyncio.to_thread(p.index.set_counters, concat_counters(parts), now, snap)
         await asyncio.sleep(POPULARITY_REFRESH_S)
 
 

@@ -133,9 +133,12 @@ class LiveIndex:
                 self._swap(~gone)
             return int(gone.sum())
 
-    def _pool_rows(self, news_ids) -> tuple[np.ndarray, np.ndarray]:
-        """(positions in news_ids, snapshot rows) of the ids that are in the pool."""
+    def _pool_rows(self, news_ids, read_from: IndexSnapshot | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in news_ids, snapshot rows) of the ids that are in the pool. read_from: the snapshot whose
+        news_ids these are, in order; if it is still current, no lookups at all."""
         s = self._snap
+        if read_from is s and len(news_ids) == s.size:
+            return np.arange(s.size), np.arange(s.size)
         if len(news_ids) == s.size and np.array_equal(np.asarray(news_ids, dtype=object), s.news_ids):
             return np.arange(s.size), np.arange(s.size)  # read from this very pool: no lookups
         where = {n: i for i, n in enumerate(s.news_ids)}
@@ -151,12 +154,13 @@ class LiveIndex:
             clicks[dst] = np.asarray(clicks_6h, np.float64)[src]
             self._swap(np.ones(self._snap.size, dtype=bool), clicks=clicks)
 
-    def set_counters(self, counters: ItemCounters, t_ref_s: float) -> None:
+    def set_counters(self, counters: ItemCounters, t_ref_s: float, read_from: IndexSnapshot | None = None) -> None:
         """Refresh the pool's counters (read at t_ref_s) and, from their 6 h clicks, the bias dimension. Articles
-        not in `counters` read 0 until the next refresh; ids not in the pool are ignored."""
+        not in `counters` read 0 until the next refresh; ids not in the pool are ignored. read_from: the snapshot
+        whose ids were read, in order (then an unchanged pool needs no id lookups)."""
         with self._write:
             s = self._snap
-            src, dst = self._pool_rows(counters.news_ids)
+            src, dst = self._pool_rows(counters.news_ids, read_from)
             pool = PoolCounters.zeros(s.size, t_ref_s)
             pool.values[dst] = PoolCounters.read_at(counters, t_ref_s).values[src]
             self._swap(np.ones(s.size, dtype=bool), clicks=pool.values[:, CLICKS_6H].copy(), counters=pool)

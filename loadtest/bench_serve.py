@@ -56,6 +56,10 @@ class BenchConfig:
     materialize_impressions: int = 40_000
     seed: int = 0
     systems: tuple[str, ...] = ("optimized", "naive")
+    # the machine is shared with other work: a step during which other processes kept more than max_other_cores
+    # busy is repeated, up to step_tries runs in all, and the least disturbed run is kept (each step records both)
+    max_other_cores: float = 0.25
+    step_tries: int = 3
 
 
 def write_catalogue(world: Path, out: Path, live_articles: int, seed: int) -> Path:
@@ -141,6 +145,24 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def _step(cfg: BenchConfig, base: str, users: list[str], rate: float, server_pid: int, redis_pid: int | None
+          ) -> dict:
+    """One step of offered load, with CPU per request of server, Redis and generator, and the other processes'."""
+    cpu0, redis0 = cpu_seconds(server_pid), cpu_seconds(redis_pid) if redis_pid else 0.0
+    busy0, wall0 = machine_busy_seconds(), time.monotonic()
+    step = run_step(base, users, rate, cfg.step_s, seed=cfg.seed + int(rate)).to_json()
+    sent = max(step["ok"] + step["errors"] + step["shed"], 1)
+    server_s = cpu_seconds(server_pid) - cpu0
+    redis_s = cpu_seconds(redis_pid) - redis0 if redis_pid else 0.0
+    wall = time.monotonic() - wall0
+    step["server_cpu_ms_per_request"] = 1e3 * server_s / sent
+    step["redis_cpu_ms_per_request"] = 1e3 * redis_s / sent
+    # cores busy with anything but this benchmark's processes during the step
+    ours = server_s + redis_s + step["client_cpu_ms_per_request"] * sent / 1e3
+    step["other_processes_cores"] = max(0.0, (machine_busy_seconds() - busy0 - ours) / wall)
+    return step
+
+
 def _run_system(cfg: BenchConfig, system: str, catalogue: Path, redis_url: str, redis_pid: int | None,
                 users: list[str]) -> dict:
     from newsrec.services import free_port
@@ -152,18 +174,13 @@ def _run_system(cfg: BenchConfig, system: str, catalogue: Path, redis_url: str, 
         run_step(base, users, 50, 3.0, seed=cfg.seed)  # warm-up (and the first counter refresh), not reported
         steps = []
         for rate in cfg.rates:
-            cpu0, redis0 = cpu_seconds(proc.pid), cpu_seconds(redis_pid) if redis_pid else 0.0
-            busy0, wall0 = machine_busy_seconds(), time.monotonic()
-            step = run_step(base, users, rate, cfg.step_s, seed=cfg.seed + int(rate)).to_json()
-            sent = max(step["ok"] + step["errors"] + step["shed"], 1)
-            server_s = cpu_seconds(proc.pid) - cpu0
-            redis_s = cpu_seconds(redis_pid) - redis0 if redis_pid else 0.0
-            wall = time.monotonic() - wall0
-            step["server_cpu_ms_per_request"] = 1e3 * server_s / sent
-            step["redis_cpu_ms_per_request"] = 1e3 * redis_s / sent
-            # the machine is shared: cores busy with anything but this benchmark's processes, during the step
-            ours = server_s + redis_s + step["client_cpu_ms_per_request"] * sent / 1e3
-            step["other_processes_cores"] = max(0.0, (machine_busy_seconds() - busy0 - ours) / wall)
+            tries = []  # the machine is shared: a step disturbed by other processes is run again (kept: least so)
+            while len(tries) < cfg.step_tries:
+                tries.append(_step(cfg, base, users, rate, proc.pid, redis_pid))
+                if tries[-1]["other_processes_cores"] <= cfg.max_other_cores:
+                    break
+                time.sleep(2.0)
+            step = min(tries, key=lambda t: t["other_processes_cores"]) | {"tries": len(tries)}
             steps.append(step)
             if step["p99_ms"] > 1_000:  # far past saturation: the rest would only measure queueing
                 break

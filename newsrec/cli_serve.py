@@ -73,14 +73,19 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
                 step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0,
                 systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, optimized_batching, "
                                                           "optimized_1worker, naive.")]
-                = "optimized,optimized_batching,optimized_1worker,naive") -> None:
+                = "optimized,optimized_batching,optimized_1worker,naive",
+                step_tries: Annotated[int, typer.Option(help="Runs of a step at most, while other processes keep "
+                                                             "more than --max-other-cores busy (shared machines).")]
+                = 3,
+                max_other_cores: Annotated[float, typer.Option(help="See --step-tries.")] = 0.25) -> None:
     """Latency against offered load for the optimized service (2 workers; with micro-batching; on 1 worker) and the
     naive baseline; JSON + PNG in --out."""
     from loadtest.bench_serve import BenchConfig, run
 
     cfg = BenchConfig(world=world, registry=registry, out=out, live_articles=live_articles,
                       rates=tuple(float(r) for r in rates.split(",")), step_s=step_s,
-                      systems=tuple(s.strip() for s in systems.split(",")))
+                      systems=tuple(s.strip() for s in systems.split(",")), step_tries=step_tries,
+                      max_other_cores=max_other_cores)
     results = run(cfg)
     for name, r in results["systems"].items():
         cpu = r["cpu_ms_per_request"]
@@ -92,7 +97,7 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
             typer.echo(f"  offered {s['offered_rps']:>5.0f}  achieved {s['achieved_rps']:>6.1f}  p50 {s['p50_ms']:7.1f}"
                        f"  p99 {s['p99_ms']:8.1f}  errors {s['errors']}  shed {s['shed']}"
                        f"  server CPU {s['server_cpu_ms_per_request']:.2f} ms/req"
-                       f"  other processes {s.get('other_processes_cores', 0):.2f} cores")
+                       f"  other processes {s.get('other_processes_cores', 0):.2f} cores ({s.get('tries', 1)} runs)")
     for name, c in results.get("comparison", {}).items():
         ratio = "n/a" if c["max_rps_ratio"] is None else f"{c['max_rps_ratio']:.1f}x"
         typer.echo(f"{name} vs naive: max RPS {ratio}, server CPU per request {c['cpu_ratio']:.2f}x")

@@ -132,6 +132,50 @@ def bench_freshness(world: Annotated[Path, typer.Option(help="A world (materiali
     typer.echo(f"wrote {out / 'bench_freshness.json'} and {out / 'bench_freshness.png'}")
 
 
+@bench_app.command("drift")
+def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its truth scores every answer).")]
+                = Path("var/worlds/small"),
+                out: Annotated[Path, typer.Option(help="Results directory.")] = Path("var/bench/drift"),
+                speedup: Annotated[float, typer.Option(help="World seconds per wall second.")] = 15.0,
+                pre_min: Annotated[float, typer.Option(help="World minutes before each event.")] = 20.0,
+                post_min: Annotated[float, typer.Option(help="World minutes after each event.")] = 60.0,
+                step_min: Annotated[float, typer.Option(help="World minutes between measurements.")] = 1.0,
+                readers: Annotated[int, typer.Option(help="Sampled readers asked at every instant.")] = 60,
+                events: Annotated[str, typer.Option(help="Comma separated event names (interest_shift, "
+                                                         "breaking_<i>); default: the shift and the nearest "
+                                                         "breaking news.")] = "",
+                start_margin: Annotated[float | None, typer.Option(help="Wall seconds for the stack to start "
+                                                                        "(default: from the store's size).")] = None,
+                retrieval_epochs: Annotated[int, typer.Option(help="Starting model: two-tower epochs.")] = 1,
+                ranker_epochs: Annotated[int, typer.Option(help="Starting model: ranker epochs.")] = 2) -> None:
+    """nDCG@10 and CTR through the world's interest shift and breaking news: online trainer vs streamed features
+    only vs fully frozen, on the real stack, scored with the ground truth; JSON + PNG in --out."""
+    from loadtest.bench_drift import DriftConfig, run
+
+    r = run(DriftConfig(world=world, out=out, speedup=speedup, pre_min=pre_min, post_min=post_min,
+                        step_min=step_min, readers=readers, events=tuple(e for e in events.split(",") if e),
+                        start_margin_s=start_margin, retrieval_epochs=retrieval_epochs, ranker_epochs=ranker_epochs))
+    for w in r["windows"]:
+        t = w["trainer"]
+        typer.echo(f"window {w['window']['start_s'] / 3600:.2f}-{w['window']['end_s'] / 3600:.2f} h: trainer "
+                   f"{t.get('promotions', 0):.0f} promotions, {t.get('rows_trained', 0):.0f} rows in "
+                   f"{t.get('train_seconds', 0):.1f} s, first promotion "
+                   f"{t.get('first_promotion_delay_seconds', float('nan')):.1f} s after enough data")
+        for name, per in w["summary"].items():
+            for s in r["systems"]:
+                m = per[s]
+                if not m.get("measured"):
+                    typer.echo(f"  {name} {s}: not measured")
+                    continue
+                typer.echo(f"  {name} {s:>17}: pre nDCG@10 {m['pre_ndcg10']:.4f} CTR {m['pre_ctr']:.4f} | post "
+                           f"nDCG@10 {m['post_ndcg10']:.4f} CTR {m['post_ctr']:.4f} | longest below 90% "
+                           f"{m['longest_below_90pct_min']:.0f} min (target <= 5: "
+                           f"{'met' if m['recovery_target_met'] else 'NOT met'})")
+            if "online_beats_both" in per:
+                typer.echo(f"  {name}: online beats both frozen systems: {per['online_beats_both']}")
+    typer.echo(f"wrote {out / 'bench_drift.json'} and {out / 'bench_drift.png'}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
     app.add_typer(features_app, name="features")

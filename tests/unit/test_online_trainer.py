@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.events import ArticlePublished, Clicked, ImpressionShown, iter_world_events
+from data.events import iter_world_events
 from feature_store.base import ClickUpdate, ImpressionUpdate
 from feature_store.materialize import materialize
 from feature_store.memory_store import InMemoryFeatureStore
@@ -22,9 +22,10 @@ from recsys.ranking_data import LogCounters, ranker_rows
 from recsys.registry import ModelRegistry
 from recsys.train import TrainConfig, build_spec
 from serving.item_table import ItemTable
-from streaming.events import ArticleEvent, ClickEvent, ImpressionEvent, ModelUpdateEvent
+from streaming.events import ClickEvent, ImpressionEvent, ModelUpdateEvent
 from streaming.online_rows import ClickJoiner, LabelledImpression, PendingImpression, RowBuilder
 from streaming.online_training import OnlineTrainingConfig, RowWindow, fine_tune, gate, holdout_metrics
+from streaming.simulate import to_stream
 from streaming.trainer import OnlineTrainer
 
 F = 5
@@ -157,23 +158,15 @@ def test_rows_equal_the_offline_training_rows(tiny):
         np.testing.assert_allclose(row.features[:, j], offline[:, j], rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-def _unix(t) -> float:
-    return t.replace(tzinfo=UTC).timestamp()  # the world's naive times are UTC, as materialize reads them
-
-
-def _stream_event(e):
-    """A world event as the simulator publishes it."""
-    if isinstance(e, ArticlePublished):
-        a = e.article
-        return ArticleEvent(event_id=e.event_id, time_s=_unix(e.time), news_id=a.news_id, category=a.category,
-                            subcategory=a.subcategory, title=a.title, abstract=a.abstract,
-                            expire_s=_unix(e.expire_time))
-    if isinstance(e, ImpressionShown):
-        return ImpressionEvent(event_id=e.event_id, time_s=_unix(e.time), user_id=e.user_id,
-                               news_ids=list(e.news_ids), impression_id=e.impression_id)
-    assert isinstance(e, Clicked)
-    return ClickEvent(event_id=e.event_id, time_s=_unix(e.time), user_id=e.user_id, news_id=e.news_id,
-                      impression_id=e.impression_id, position=e.position)
+def _stream_events(world, t0: float, limit: int) -> list:
+    """The world after t0 as the simulator publishes it, stamped with each event's own world time."""
+    out = []
+    for e in iter_world_events(world):
+        if (t := e.time.replace(tzinfo=UTC).timestamp()) >= t0:  # the world's naive times are UTC
+            out.append(to_stream(e, t, "t", 1.0)[2])
+        if len(out) >= limit:
+            return out
+    return out
 
 
 def _store_updates(events, items: ItemTable, prior) -> list:
@@ -205,8 +198,7 @@ def test_trainer_fine_tunes_gates_publishes_and_bounds_churn(tiny):
     store = InMemoryFeatureStore()
     catalogue = dataclasses.replace(ds.articles, publish_s=origin + ds.articles.publish_s,
                                     expire_s=origin + ds.articles.expire_s)
-    events = [_stream_event(e) for e in iter_world_events(ds.world_dir)]
-    events = [e for e in events if e.time_s >= t0][:6_000]
+    events = _stream_events(ds.world_dir, t0, 6_000)
 
     async def run():
         await materialize(store, ds, spec, now_s=t0)

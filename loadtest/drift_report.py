@@ -1,0 +1,103 @@
+"""The figures of `newsrec bench drift` from its raw points: per event and system, the pre-event nDCG@10 and CTR,
+the longest stretch below 90% of the pre-event nDCG@10 (the recovery target is <= 5 world minutes), post-event
+means, whether the online system beats both frozen ones; and the curves over time (PNG)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+RECOVERY_SHARE = 0.9
+RECOVERY_TARGET_MIN = 5.0
+
+
+def _below_stretches(t: np.ndarray, ok: np.ndarray, end_s: float) -> tuple[float, bool]:
+    """(longest run of not-ok instants in minutes, measured up to the next ok instant or end_s; whether the
+    last instant is ok)."""
+    longest, since = 0.0, None
+    for ti, good in zip(t, ok):
+        if not good and since is None:
+            since = ti
+        elif good and since is not None:
+            longest, since = max(longest, (ti - since) / 60), None
+    if since is not None:
+        longest = max(longest, (end_s - since) / 60)
+    return longest, bool(ok[-1]) if ok.size else False
+
+
+def event_summary(points: list[dict], system: str, t_event: float, pre_s: float, post_end_s: float) -> dict:
+    pts = sorted((p for p in points if p["system"] == system), key=lambda p: p["t_s"])
+    t = np.array([p["t_s"] for p in pts])
+    ndcg, ctr = np.array([p["ndcg10"] for p in pts]), np.array([p["ctr"] for p in pts])
+    pre = (t >= t_event - pre_s) & (t < t_event)
+    post = (t >= t_event) & (t < post_end_s)
+    if not pre.any() or not post.any():
+        return {"measured": False}
+    level = float(ndcg[pre].mean())
+    longest, recovered = _below_stretches(t[post], ndcg[post] >= RECOVERY_SHARE * level, post_end_s)
+    first_ok = t[post][ndcg[post] >= RECOVERY_SHARE * level]
+    shifted = [p["ndcg10_shifted"] for p, after in zip(pts, post) if after and p["ndcg10_shifted"] is not None]
+    return {"measured": True, "pre_ndcg10": level, "pre_ctr": float(ctr[pre].mean()),
+            "post_ndcg10": float(ndcg[post].mean()), "post_ctr": float(ctr[post].mean()),
+            "min_post_ndcg10": float(ndcg[post].min()),
+            "first_at_90pct_min": float((first_ok[0] - t_event) / 60) if first_ok.size else None,
+            "longest_below_90pct_min": float(longest), "at_90pct_at_end": recovered,
+            "recovery_target_met": bool(longest <= RECOVERY_TARGET_MIN and recovered),
+            "post_ndcg10_shifted_readers": float(np.mean(shifted)) if shifted else None,
+            "instants": int(post.sum() + pre.sum())}
+
+
+def summarize(results: dict) -> None:
+    """Adds `summary` to every window: {event name: {system: event_summary, "online_beats_both": ...}}."""
+    pre_s = float(results["config"]["pre_min"]) * 60
+    post_s = float(results["config"]["post_min"]) * 60
+    for w in results["windows"]:
+        times = [e["time_s"] for e in w["events"]]
+        w["summary"] = {}
+        for i, e in enumerate(w["events"]):
+            end = min([e["time_s"] + post_s, *times[i + 1:]])
+            per = {s: event_summary(w["points"], s, e["time_s"], pre_s, end) for s in results["systems"]}
+            on = per["online"]
+            if on.get("measured") and all(per[s].get("measured") for s in ("features_streamed", "frozen")):
+                per["online_beats_both"] = {m: bool(all(on[m] > per[s][m] for s in ("features_streamed", "frozen")))
+                                            for m in ("post_ndcg10", "post_ctr")}
+            w["summary"][e["name"]] = per
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wins = results["windows"]
+    fig, axes = plt.subplots(2, len(wins), figsize=(7 * len(wins), 7), squeeze=False, sharex="col")
+    colors = {"online": "tab:green", "features_streamed": "tab:blue", "frozen": "tab:gray"}
+    for j, w in enumerate(wins):
+        t0 = w["events"][0]["time_s"]
+        for i, metric in enumerate(("ndcg10", "ctr")):
+            ax = axes[i][j]
+            for s in results["systems"]:
+                pts = sorted((p for p in w["points"] if p["system"] == s), key=lambda p: p["t_s"])
+                ax.plot([(p["t_s"] - t0) / 60 for p in pts], [p[metric] for p in pts], label=s, color=colors[s],
+                        marker=".", linewidth=1.2)
+            for e in w["events"]:
+                ax.axvline((e["time_s"] - t0) / 60, color="red", linestyle="--", linewidth=0.8)
+                ax.annotate(e["name"], ((e["time_s"] - t0) / 60, 1.0), xycoords=("data", "axes fraction"),
+                            fontsize=7, rotation=90, va="top", ha="right")
+            for p in w.get("promotions", []):
+                ax.axvline((p["t_s"] - t0) / 60, color="tab:green", alpha=0.25, linewidth=0.6)
+            if metric == "ndcg10":
+                first = w["summary"].get(w["events"][0]["name"], {}).get("online", {})
+                if first.get("measured"):
+                    ax.axhline(RECOVERY_SHARE * first["pre_ndcg10"], color="tab:green", linestyle=":",
+                               linewidth=0.8, label="90% of online pre-event")
+            ax.set_ylabel({"ndcg10": "nDCG@10 (true relevance)", "ctr": "CTR (true click prob., top 10)"}[metric])
+            ax.grid(True, alpha=0.3)
+            if i == 1:
+                ax.set_xlabel(f"world minutes from {w['events'][0]['name']} (green ticks: promoted versions)")
+        axes[0][j].legend(fontsize=8, loc="lower left")
+    fig.suptitle("newsrec bench drift: online learning vs streamed features only vs fully frozen")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,143 @@
+"""The drift benchmark's view of the world: its drift events and the windows around them (truth/world.json), the
+world's past as a world of its own (the frozen model is trained on it only), a reader sample, and the scoring of a
+served list against the ground truth (nDCG@10 with true relevance as gain, CTR = true click probability)."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from data import mind
+from data.schema import BEHAVIORS_FILE, NEWS_FILE, NEWS_META_FILE
+from data.truth import TRUTH_DIR, GroundTruth
+from recsys.dataset import Dataset
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    name: str          # "interest_shift" | "breaking_<i>"
+    time_s: float      # world seconds from the world's start
+    detail: str
+
+
+@dataclass(frozen=True)
+class Window:
+    """A stretch of world time replayed as one run; `events` fall inside it."""
+
+    start_s: float
+    end_s: float
+    events: tuple[DriftEvent, ...]
+
+
+def drift_events(truth: GroundTruth) -> list[DriftEvent]:
+    """The interest shift and every breaking-news event of the world, by time."""
+    shift = truth.meta["interest_shift"]
+    out = [DriftEvent("interest_shift", float(shift["time_s"]), f"{len(shift['user_ids'])} readers' interests jump")]
+    out += [DriftEvent(f"breaking_{e['event']}", float(e["time_s"]), "/".join(e["subcategory"]))
+            for e in truth.meta["breaking_events"]]
+    return sorted(out, key=lambda e: e.time_s)
+
+
+def default_events(events: list[DriftEvent]) -> list[DriftEvent]:
+    """The interest shift and the breaking-news event nearest to it in time."""
+    shift = next(e for e in events if e.name == "interest_shift")
+    breaking = [e for e in events if e.name.startswith("breaking_")]
+    return sorted([shift, *sorted(breaking, key=lambda e: abs(e.time_s - shift.time_s))[:1]], key=lambda e: e.time_s)
+
+
+def windows(events: list[DriftEvent], pre_s: float, post_s: float) -> list[Window]:
+    """[event - pre, event + post] around each event, overlapping ones merged."""
+    out: list[Window] = []
+    for e in events:
+        lo, hi = e.time_s - pre_s, e.time_s + post_s
+        if out and lo <= out[-1].end_s:
+            out[-1] = Window(out[-1].start_s, max(hi, out[-1].end_s), (*out[-1].events, e))
+        else:
+            out.append(Window(lo, hi, (e,)))
+    return out
+
+
+def past_world(world: Path, until_s: float, out: Path, dev_hours: float = 6.0) -> Path:
+    """A copy of `world` whose log stops at world second `until_s`: train = before until - dev_hours, dev = the
+    last dev_hours. Articles, their metadata and the truth are copied whole (articles not yet shown carry no
+    label, and content-only towers have no id embedding that could learn them)."""
+    start = GroundTruth.load(world).start
+    until, dev_from = start + timedelta(seconds=until_s), start + timedelta(seconds=until_s - dev_hours * 3600)
+    behaviors = [b for split in ("train", "dev") for b in mind.iter_behaviors(world / split / BEHAVIORS_FILE)
+                 if b.time < until]
+    for split, keep in (("train", lambda b: b.time < dev_from), ("dev", lambda b: b.time >= dev_from)):
+        (out / split).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(world / "dev" / NEWS_FILE, out / split / NEWS_FILE)
+        mind.write_behaviors(out / split / BEHAVIORS_FILE, [b for b in behaviors if keep(b)])
+    shutil.copyfile(world / NEWS_META_FILE, out / NEWS_META_FILE)
+    shutil.copytree(world / TRUTH_DIR, out / TRUTH_DIR, dirs_exist_ok=True)
+    return out
+
+
+def sample_readers(ds: Dataset, truth: GroundTruth, window: Window, n: int, seed: int) -> list[str]:
+    """n readers who read during the window and have a history; half of them shifted readers when the window
+    holds the interest shift (their curve is where drift shows)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = window.start_s - ds_offset(ds, truth), window.end_s - ds_offset(ds, truth)
+    active = set()
+    for split in (ds.train, ds.dev):
+        seen = (split.imp_t >= lo) & (split.imp_t < hi) & (split.history_len > 0)
+        active.update(split.imp_user[seen].tolist())
+    active = sorted(active)
+    shifted = set(truth.meta["interest_shift"]["user_ids"])
+    if not any(e.name == "interest_shift" for e in window.events):
+        return sorted(rng.choice(active, min(n, len(active)), replace=False).tolist())
+    a = [u for u in active if u in shifted]
+    b = [u for u in active if u not in shifted]
+    na = min(n // 2, len(a))
+    picked = rng.choice(a, na, replace=False).tolist() + rng.choice(b, min(n - na, len(b)), replace=False).tolist()
+    return sorted(picked)
+
+
+def ds_offset(ds: Dataset, truth: GroundTruth) -> float:
+    """Dataset seconds (from its origin) + this = truth seconds (from the world's start)."""
+    return (ds.origin.to_pydatetime() - truth.start).total_seconds()
+
+
+class Scorer:
+    """Scores a served list for a reader at a world time against the truth.
+
+    gain = the true click probability at the top slot (relevance, position-free); nDCG@10 = DCG of the served
+    top 10 / DCG of the best 10 of the live pool, the reader's earlier clicks excluded (never served again);
+    CTR = mean true click probability of the served top 10 in their slots.
+    """
+
+    def __init__(self, truth: GroundTruth, ds: Dataset, readers: list[str]):
+        self.truth = truth
+        self.ids = np.array(list(truth.article_index), dtype=object)
+        self.start_unix = truth.start.replace(tzinfo=UTC).timestamp()
+        off, a = ds_offset(ds, truth), ds.articles
+        self.read: dict[str, list[tuple[float, str]]] = {u: [] for u in readers}
+        for split in (ds.train, ds.dev):
+            for i in np.nonzero(np.isin(split.imp_user, readers))[0]:
+                u, t = str(split.imp_user[i]), float(split.imp_t[i]) + off
+                self.read[u] += [(-np.inf, str(a.news_ids[r])) for r in split.history[i] if r >= 0]
+                lo, hi = np.searchsorted(split.row_imp, [i, i + 1])  # rows are grouped by impression, in order
+                self.read[u] += [(t, str(a.news_ids[split.row_item[r]])) for r in range(lo, hi)
+                                 if split.row_label[r] == 1]
+        self.discount = 1.0 / np.log2(np.arange(2, 12))
+
+    def ideal(self, user: str, t: float) -> np.ndarray:
+        """The best 10 gains of the live pool at world second t, the reader's earlier clicks left out."""
+        tr = self.truth
+        live = (tr.publish_s <= t) & (tr.expire_s > t)
+        seen = {n for when, n in self.read.get(user, []) if when < t}
+        pool = [n for n in self.ids[live] if n not in seen]
+        return np.sort(tr.click_prob(user, pool, t, positions=np.zeros(len(pool))))[::-1][:10]
+
+    def score(self, user: str, served: list[str], t: float, ideal: np.ndarray) -> tuple[float, float]:
+        """(nDCG@10, CTR) of `served` (best first) shown to `user` at world second t."""
+        top = [n for n in served[:10] if n in self.truth.article_index]
+        if not top or not ideal.size:
+            return 0.0, 0.0
+        gains = self.truth.click_prob(user, top, t, positions=np.zeros(len(top)))
+        ndcg = float(gains @ self.discount[:len(top)] / (ideal @ self.discount[:ideal.size]))
+        return ndcg, float(self.truth.click_prob(user, top, t).mean())

@@ -32,7 +32,7 @@ def _settings(world: Path, registry: Path, redis_url: str, prefix: str,
               stream: StreamSettings | None = None) -> ServeSettings:
     return ServeSettings(store=StoreSettings(redis_url=redis_url, prefix=prefix),
                          model=ModelSettings(registry=registry), catalogue_dir=world, world_end=True,
-                         retrieval_k=200, stream=stream)
+                         retrieval_k=200, stream=stream, follow_stream=False)  # item-vectors: test_stream_articles
 
 
 def _stream(bootstrap: str, prefix: str) -> StreamSettings:

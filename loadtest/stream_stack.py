@@ -46,7 +46,8 @@ class StackConfig:
     prefix: str                      # Redis keys and topics (topic names get "<prefix>-")
     log_dir: Path
     replicas: int = 2
-    features_worker: bool = False    # also run the click/impression feature updater (S1's worker)
+    features_worker: bool = False    # also run the click/impression feature updater
+    trainer_worker: bool = False     # also run the online trainer (fine-tunes and promotes ranker versions)
     snapshot: Path | None = None     # the item-vectors snapshot file (written by the article worker)
     snapshot_every_s: float = 30.0
     registry_poll_s: float | None = None   # replicas' registry polling (None: their default)
@@ -103,6 +104,8 @@ class StreamStack:
                 "--log-level", "warning"]
         if kind == "articles" and c.snapshot is not None:
             args += ["--snapshot", str(c.snapshot)]
+        if kind == "trainer":
+            args += ["--catalogue", str(c.world)]
         return f"worker-{kind}", self._spawn(f"worker-{kind}", args), f"http://127.0.0.1:{port}"
 
     def _replica(self, i: int) -> tuple[str, subprocess.Popen, str]:
@@ -126,7 +129,8 @@ class StreamStack:
         self.clock_offset_s = float(load_catalogue(self.cfg.world).publish_s.max()) - time.time()
         try:
             ensure_topics(self.stream)
-            workers = [self._worker("articles")] + ([self._worker("features")] if self.cfg.features_worker else [])
+            workers = [self._worker("articles")] + ([self._worker("features")] if self.cfg.features_worker else []) \
+                + ([self._worker("trainer")] if self.cfg.trainer_worker else [])
             replicas = [self._replica(i) for i in range(self.cfg.replicas)]  # all load in parallel
             for name, proc, url in workers + replicas:
                 self._wait_ready(name, proc, url)

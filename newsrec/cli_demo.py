@@ -22,6 +22,8 @@ def world_dir(preset: str) -> Path:
 
 def demo(
     preset: Annotated[str, typer.Option(help="World size; default $NEWSREC_PRESET or small.")] = "",
+    wait: Annotated[bool, typer.Option(help="Keep serving the page until Ctrl-C (--no-wait: stop after the tour).")]
+    = True,
 ) -> None:
     """Start Redis and the broker, build (once) and check the news world, and print what the system can do."""
     from data.synth import preset as get_preset
@@ -54,12 +56,26 @@ def demo(
     if registry.root.is_dir() and registry.current() is not None:
         version = registry.get(registry.current())
         typer.echo(f"current version {version.version} (delete var/registry to retrain)")
-        print_results(version.metrics["systems"])
+        offline = version
+        while "systems" not in offline.metrics and offline.parent:  # online children carry their gate's metrics
+            offline = registry.get(offline.parent)
+        if offline is not version:
+            typer.echo(f"(fine-tuned online from {offline.version}; its offline evaluation:)")
+        if "systems" in offline.metrics:
+            print_results(offline.metrics["systems"])
     else:
         result = train(out, registry)
         typer.echo(f"trained and promoted {result.version.version} in {sum(result.seconds.values()):.0f} s")
         print_results(result.results)
-    typer.secho("\nServices keep running for you: `make down` (or `.venv/bin/newsrec down`) stops them.", fg="green")
+
+    typer.secho("\n== 5. live: the stream workers and the API on the world's end; a click and a breaking story",
+                bold=True)
+    from newsrec.demo_live import run_live
+    from newsrec.services import running_endpoints
+
+    run_live(out, registry.root, running_endpoints(), REPO / "var" / "demo", wait=wait)
+    typer.secho("\nRedis and the broker keep running for you: `make down` (or `.venv/bin/newsrec down`) stops them.",
+                fg="green")
 
 
 def register(app: typer.Typer) -> None:

@@ -51,6 +51,8 @@ class StackConfig:
     snapshot: Path | None = None     # the item-vectors snapshot file (written by the article worker)
     snapshot_every_s: float = 30.0
     registry_poll_s: float | None = None   # replicas' registry polling (None: their default)
+    serve_env: dict[str, str] = field(default_factory=dict)  # extra NEWSREC_* for the replicas (e.g. a baseline)
+    serve_args: tuple[str, ...] = ()  # extra `newsrec serve` options (e.g. --backend torch)
 
 
 @dataclass
@@ -60,6 +62,7 @@ class StreamStack:
 
     cfg: StackConfig
     replicas: list[str] = field(default_factory=list)
+    workers: dict[str, str] = field(default_factory=dict)  # kind -> metrics base URL
     procs: list[subprocess.Popen] = field(default_factory=list)
     clock_offset_s: float = 0.0
 
@@ -84,11 +87,11 @@ class StreamStack:
             env["NEWSREC_SNAPSHOT_EVERY_S"] = str(self.cfg.snapshot_every_s)
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.cfg.log_dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "newsrec.cli", *args], env=self._env(), stdout=log,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen([sys.executable, "-m", "newsrec.cli", *args], env=self._env() | (extra_env or {}),
+                                    stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -113,7 +116,8 @@ class StreamStack:
 
         port, c = free_port(), self.cfg
         proc = self._spawn(f"serve-{i}", ["serve", "--catalogue", str(c.world), "--registry", str(c.registry),
-                                          "--redis-url", c.redis_url, "--prefix", c.prefix, "--port", str(port)])
+                                          "--redis-url", c.redis_url, "--prefix", c.prefix, "--port", str(port),
+                                          *c.serve_args], c.serve_env)
         return f"serve-{i}", proc, f"http://127.0.0.1:{port}"
 
     def start_replicas(self, n: int) -> list[str]:
@@ -135,6 +139,7 @@ class StreamStack:
             for name, proc, url in workers + replicas:
                 self._wait_ready(name, proc, url)
             self.replicas = [url for _, _, url in replicas]
+            self.workers = {name.removeprefix("worker-"): url for name, _, url in workers}
         except BaseException:
             self.stop()
             raise

@@ -176,6 +176,29 @@ def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its
     typer.echo(f"wrote {out / 'bench_drift.json'} and {out / 'bench_drift.png'}")
 
 
+@bench_app.command("load")
+def bench_load(world: Annotated[Path, typer.Option(help="A world (materialized into a fresh local Redis).")]
+               = Path("var/worlds/tiny"),
+               registry: Annotated[Path, typer.Option(help="Model registry (its current version is served).")]
+               = Path("var/registry"),
+               out: Annotated[Path, typer.Option(help="Results directory.")] = Path("var/bench/load"),
+               systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, naive.")]
+               = "optimized,naive",
+               over_capacity: Annotated[float, typer.Option(help="Surge peak offered load / measured C.")] = 5.0
+               ) -> None:
+    """The stack under Locust: a ramp finds capacity C, then a breaking-news surge at 5x C; the server's /metrics
+    scraped each second; optimized vs naive. JSON, CSV, PNG and a Markdown summary in --out."""
+    import sys
+
+    from loadtest.bench_load import LoadConfig, run
+
+    r = run(LoadConfig(world=world, registry=registry, out=out, systems=tuple(s.strip() for s in systems.split(",")),
+                       surge_over_capacity=over_capacity), command=" ".join(["newsrec", *sys.argv[1:]]))
+    for line in r["log"]:
+        typer.echo(line)
+    typer.echo((out / "bench_load.md").read_text())
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
     app.add_typer(features_app, name="features")

@@ -1,0 +1,197 @@
+"""`newsrec bench load`: the whole stack (API replica, feature updater, article ingestor, local Redis + broker, the
+simulator feeding the stream) under headless Locust: a short ramp finds the capacity C, then a breaking-news surge
+at 5x C; the server's /metrics scraped every second. The optimized build and the naive baseline in the same run."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.load_report import RECOMMEND, RECOMMEND_SHED
+from loadtest.stream_stack import StackConfig, StreamStack
+
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
+# naive: what serving is without our work (torch eager, candidate features from Redis per request, no admission)
+SYSTEMS = {
+    "optimized": {"env": {}, "args": ()},
+    "naive": {"env": {"NEWSREC_ITEM_FEATURES_FROM_STORE": "true", "NEWSREC_ADMISSION__ENABLED": "false",
+                      "NEWSREC_MICRO_BATCH_WAIT_MS": "0"}, "args": ("--backend", "torch")},
+}
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    world: Path
+    registry: Path
+    out: Path
+    systems: tuple[str, ...] = ("optimized", "naive")
+    user_rps: float = 5.0            # tasks per second per simulated reader
+    ramp_start_users: int = 5
+    ramp_step_users: int = 5
+    ramp_step_s: float = 5.0
+    ramp_max_users: int = 300
+    surge_over_capacity: float = 5.0  # peak offered load / C
+    surge_factor: float = 10.0        # peak users / base users
+    surge_spans_s: tuple[float, float, float, float, float] = (10, 5, 20, 10, 5)  # warm, rise, hold, decay, tail
+    surge_articles: int = 10
+    simulator_eps: float = 50.0       # click stream replayed meanwhile (events/s)
+
+
+class MetricsScraper(threading.Thread):
+    """Every `every_s`, reads each target's /metrics: counters summed by sample name (+ labels where asked)."""
+
+    def __init__(self, targets: dict[str, str], every_s: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.targets, self.every_s, self.samples, self._stop_evt = targets, every_s, [], threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2.0) as http:
+            while not self._stop_evt.is_set():
+                row: dict = {"t": time.time()}
+                for name, url in self.targets.items():
+                    try:
+                        row[name] = parse_metrics(http.get(f"{url}/metrics").text)
+                    except httpx.HTTPError:
+                        row[name] = None  # a scrape missed under load: a gap, not a zero
+                self.samples.append(row)
+                self._stop_evt.wait(self.every_s)
+
+    def stop(self) -> list[dict]:
+        self._stop_evt.set()
+        self.join(timeout=5)
+        return self.samples
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """The figures the report needs from a Prometheus text page: totals, stage sums/counts, consumer lag."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name in ("newsrec_shed_total", "newsrec_degraded_total", "newsrec_stream_consumer_lag"):
+                key = s.name
+            elif s.name in ("newsrec_stage_seconds_sum", "newsrec_stage_seconds_count"):
+                key = f"{s.name}:{s.labels.get('stage')}"
+            elif s.name == "newsrec_recommend_source_total":
+                key = f"{s.name}:{s.labels.get('source')}"
+            else:
+                continue
+            out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+def locust_run(host: str, world: Path, shape: str, params: dict, user_rps: float, prefix: Path,
+               timeout_s: float) -> dict:
+    """One headless Locust run with a shape from loadtest/shapes.py; its phase JSON and per-second history."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSREC_")}
+    env |= {f"NEWSREC_SHAPE_{k}": str(v) for k, v in params.items()}
+    env |= {"NEWSREC_SHAPE": shape, "NEWSREC_SHAPE_OUT": f"{prefix}.json", "NEWSREC_LOCUST_WORLD": str(world),
+            "NEWSREC_LOCUST_USER_RPS": str(user_rps)}
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
+                           "--csv", str(prefix), "--csv-full-history", "--only-summary", "--loglevel", "WARNING"],
+                          env=env, capture_output=True, text=True, timeout=timeout_s)
+    (prefix.parent / f"{prefix.name}.log").write_text(proc.stdout[-20000:] + proc.stderr[-20000:])
+    report = json.loads(Path(f"{prefix}.json").read_text())
+    report["started_at"] = started
+    report["history"] = history(Path(f"{prefix}_stats_history.csv"))
+    failures = Path(f"{prefix}_failures.csv")
+    report["failure_kinds"] = list(csv.DictReader(failures.open())) if failures.exists() else []
+    return report
+
+
+def history(path: Path) -> list[dict]:
+    """Locust's per-second rows folded into one row per second: users, cumulative counts per request name, and
+    the admitted /v1/recommend current p50/p99 and shed p99 (Locust's 10 s window)."""
+    rows: dict[int, dict] = {}
+    for r in csv.DictReader(path.open()):
+        t = int(r["Timestamp"])
+        row = rows.setdefault(t, {"t": float(t), "users": int(r["User Count"]), "counts": {}, "failures": 0})
+        if r["Name"] == "Aggregated":
+            row["failures"] = int(r["Total Failure Count"])
+            continue
+        row["counts"][r["Name"]] = int(r["Total Request Count"])
+        if r["Name"] in (RECOMMEND, RECOMMEND_SHED):
+            tag = "shed" if r["Name"] == RECOMMEND_SHED else "recommend"
+            for q in ("50%", "99%"):
+                v = r[q]
+                row[f"{tag}_p{q[:-1]}_ms"] = float(v) if v not in ("N/A", "", "0") else None
+    return [rows[t] for t in sorted(rows)]
+
+
+def capacity_step(ramp: dict) -> tuple[float, float]:
+    """(C, admitted recommend answers per second per reader at the step that gave C) from a Ramp report."""
+    c = float(ramp.get("capacity_rps") or 0.0)
+    steps = [p for p in ramp["phases"] if p.get("users")]
+    best = max(steps, key=lambda p: p["goodput_rps"] if abs(p["goodput_rps"] - c) < 1e-6 else -1, default=None)
+    if best is None or c <= 0:  # nothing within the SLO: judge by the best goodput seen
+        best = max(steps, key=lambda p: p["goodput_rps"])
+        c = best["goodput_rps"]
+    return c, best["goodput_rps"] / max(best["users"], 1)
+
+
+def run_system(name: str, cfg: LoadConfig, endpoints, log: list[str]) -> dict:
+    spec, out = SYSTEMS[name], cfg.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    stack_cfg = StackConfig(cfg.world, cfg.registry, endpoints.redis_url, endpoints.kafka_bootstrap, "load",
+                            out / "logs", replicas=1, features_worker=True, serve_env=spec["env"],
+                            serve_args=spec["args"])
+    result: dict = {"system": name, "serve_env": spec["env"], "serve_args": list(spec["args"])}
+    with StreamStack(stack_cfg) as stack:
+        host = stack.replicas[0]
+        sim_log = (out / "simulate.log").open("wb")
+        sim = subprocess.Popen([sys.executable, "-m", "newsrec.cli", "simulate", "--world", str(cfg.world),
+                                "--rate", str(cfg.simulator_eps), "--speedup", "0", "--duration", "3600",
+                                "--world-end-clock", "--bootstrap", endpoints.kafka_bootstrap,
+                                "--topic-prefix", "load-"], stdout=sim_log, stderr=subprocess.STDOUT)
+        scraper = MetricsScraper({"serve": host, **{f"worker-{k}": u for k, u in stack.workers.items()}})
+        scraper.start()
+        try:
+            ramp = locust_run(host, cfg.world, "ramp", {
+                "START_USERS": cfg.ramp_start_users, "STEP_USERS": cfg.ramp_step_users, "STEP_S": cfg.ramp_step_s,
+                "MAX_USERS": cfg.ramp_max_users}, cfg.user_rps, out / "ramp", timeout_s=300)
+            c, per_user = capacity_step(ramp)
+            log.append(f"{name}: C = {c:.1f} admitted recommend/s ({per_user:.2f}/s per reader)")
+            peak_users = max(2, round(cfg.surge_over_capacity * c / max(per_user, 1e-6)))
+            base_users = max(1, round(peak_users / cfg.surge_factor))
+            warm, rise, hold, decay, tail = cfg.surge_spans_s
+            surge = locust_run(host, cfg.world, "surge", {
+                "USERS": base_users, "FACTOR": peak_users / base_users, "WARM_S": warm, "RISE_S": rise,
+                "HOLD_S": hold, "DECAY_S": decay, "TAIL_S": tail, "ARTICLES": cfg.surge_articles},
+                cfg.user_rps, out / "surge", timeout_s=sum(cfg.surge_spans_s) + 120)
+            surge["spans_s"] = list(cfg.surge_spans_s)
+        finally:
+            result["metrics"] = scraper.stop()
+            sim.terminate()
+            try:
+                sim.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+            sim_log.close()
+    result |= {"capacity_rps": c, "recommend_per_reader_rps": per_user, "ramp": ramp, "surge": surge,
+               "surge_users": {"base": base_users, "peak": peak_users}}
+    return result
+
+
+def run(cfg: LoadConfig, command: str = "") -> dict:
+    from feature_store.materialize import materialize_world
+    from loadtest import load_report
+    from newsrec.services import LocalServices
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "command": command,
+                     "cpus": os.cpu_count(), "systems": {}, "log": []}
+    for name in cfg.systems:  # a fresh Redis and broker per system: neither inherits the other's state
+        with LocalServices((cfg.out / name / "services").resolve()) as endpoints:
+            materialize_world(cfg.world, endpoints.redis_url, "load")
+            results["systems"][name] = run_system(name, cfg, endpoints, results["log"])
+    load_report.write(results, cfg.out)
+    return results

@@ -1,0 +1,169 @@
+"""The figures of `newsrec bench load` from its raw runs: per-second series (Locust's history + the scraped
+/metrics), the surge acceptance checks, optimized/naive ratios; written as JSON, CSV, a 4-panel PNG and Markdown."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+# Locust request names, as loadtest.stats_window defines them (it imports locust, whose gevent would monkey-patch
+# the bench process; tests/unit/test_load_report.py keeps the two in step)
+RECOMMEND, RECOMMEND_PREFETCH = "/v1/recommend", "/v1/recommend (prefetch)"
+RECOMMEND_SHED, PREFETCH_SHED = "/v1/recommend (shed)", "/v1/recommend (prefetch shed)"
+
+SLO_P99_MS, SHED_P99_MS, GOODPUT_SHARE = 100.0, 10.0, 0.9
+ADMITTED, SHED = (RECOMMEND, RECOMMEND_PREFETCH), (RECOMMEND_SHED, PREFETCH_SHED)
+PHASES = ("warm", "rise", "hold", "decay", "tail")
+
+
+def _rate(new: dict, old: dict, names, dt: float) -> float:
+    return sum(new.get(n, 0) - old.get(n, 0) for n in names) / dt
+
+
+def series(run: dict, metrics: list[dict]) -> list[dict]:
+    """One row per second of a Locust run, t from its first row: readers, admitted / shed / failed recommend per
+    second, admitted p50/p99 and shed p99; and from the server's /metrics: fallbacks (degraded answers) and sheds
+    per second, the workers' consumer lag."""
+    hist = run["history"]
+    if not hist:
+        return []
+    t0, rows = hist[0]["t"], []
+    for prev, cur in zip(hist, hist[1:]):
+        dt = max(cur["t"] - prev["t"], 1e-9)
+        admitted, shed = _rate(cur["counts"], prev["counts"], ADMITTED, dt), _rate(cur["counts"], prev["counts"],
+                                                                                    SHED, dt)
+        failed = (cur["failures"] - prev["failures"]) / dt
+        rows.append({"t": cur["t"] - t0, "users": cur["users"], "admitted_rps": round(admitted, 1),
+                     "shed_rps": round(shed, 1), "failed_rps": round(failed, 1),
+                     "offered_rps": round(admitted + shed + failed, 1), "p50_ms": cur.get("recommend_p50_ms"),
+                     "p99_ms": cur.get("recommend_p99_ms"), "shed_p99_ms": cur.get("shed_p99_ms")})
+    scraped = [m for m in metrics if t0 - 1 <= m["t"] <= t0 + rows[-1]["t"] + 1 and m.get("serve")]
+    for prev, cur in zip(scraped, scraped[1:]):
+        row = min(rows, key=lambda r: abs(r["t"] - (cur["t"] - t0)))
+        dt = max(cur["t"] - prev["t"], 1e-9)
+        row["fallback_rps"] = round(_rate(cur["serve"], prev["serve"], ["newsrec_degraded_total"], dt), 1)
+        row["server_shed_rps"] = round(_rate(cur["serve"], prev["serve"], ["newsrec_shed_total"], dt), 1)
+        for name, page in cur.items():
+            if name.startswith("worker-") and page is not None:
+                row[f"lag_{name[7:]}"] = page.get("newsrec_stream_consumer_lag", 0.0)
+    return rows
+
+
+def surge_checks(system: dict) -> dict:
+    """The acceptance checks on a surge run at 5x C, from its per-phase figures."""
+    phases = {p["phase"]: p for p in system["surge"]["phases"]}
+    hold, c = phases.get("hold", {}), system["capacity_rps"]
+    p99s = [p["recommend_p99_ms"] for p in phases.values() if p.get("recommend_p99_ms") is not None]
+    shed_p99s = [p["shed_p99_ms"] for p in phases.values() if p.get("shed_p99_ms") is not None]
+    failures = sum(p["failures"] for p in phases.values())
+    worst_p99, worst_shed = max(p99s, default=None), max(shed_p99s, default=None)
+    goodput = hold.get("goodput_rps", 0.0)
+    return {"admitted_p99_ms_worst_phase": worst_p99, "failures": failures, "hold_goodput_rps": goodput,
+            "capacity_rps": c, "shed_p99_ms_worst_phase": worst_shed,
+            "shed_total": round(sum(p["shed_rps"] * p["seconds"] for p in phases.values())),
+            "checks": {"admitted_p99_under_100ms": worst_p99 is not None and worst_p99 < SLO_P99_MS,
+                       "no_errors_besides_sheds": failures == 0,
+                       "goodput_at_least_90pct_of_C": goodput >= GOODPUT_SHARE * c,
+                       "shed_p99_under_10ms": worst_shed is None or worst_shed < SHED_P99_MS}}
+
+
+def summarize(results: dict) -> dict:
+    systems, summary = results["systems"], {}
+    for name, s in systems.items():
+        summary[name] = surge_checks(s)
+        summary[name]["met"] = all(summary[name]["checks"].values())
+    if {"optimized", "naive"} <= systems.keys():
+        o, n = summary["optimized"], summary["naive"]
+
+        def ratio(a, b):
+            return round(a / b, 2) if a is not None and b else None
+        summary["ratios_optimized_over_naive"] = {
+            "capacity": ratio(o["capacity_rps"], n["capacity_rps"]),
+            "surge_p99": ratio(o["admitted_p99_ms_worst_phase"], n["admitted_p99_ms_worst_phase"]),
+            "surge_hold_goodput": ratio(o["hold_goodput_rps"], n["hold_goodput_rps"]),
+            "errors": [o["failures"], n["failures"]], "shed": [o["shed_total"], n["shed_total"]]}
+    return summary
+
+
+def write(results: dict, out: Path) -> None:
+    rows = {name: series(s["surge"], s["metrics"]) for name, s in results["systems"].items()}
+    results["summary"] = summarize(results)
+    (out / "bench_load.json").write_text(json.dumps(results, indent=1, default=str))
+    keys = sorted({k for r in rows.values() for row in r for k in row}, key=lambda k: (k != "t", k))
+    with (out / "bench_load_series.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, ["system", *keys])
+        w.writeheader()
+        for name, r in rows.items():
+            w.writerows({"system": name, **row} for row in r)
+    plot(results, rows, out / "bench_load.png")
+    (out / "bench_load.md").write_text(markdown(results))
+
+
+def _marks(ax, system: dict) -> None:
+    spans = [float(x) for x in system["surge"].get("spans_s", [])] or None
+    if spans is None:
+        return
+    rise = spans[0]
+    ax.axvspan(rise, rise + spans[1] + spans[2], color="orange", alpha=0.12)
+    ax.axvline(rise, color="orange", linewidth=1)
+
+
+def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharex=True)
+    (lat, rps), (fb, lag) = axes
+    for (name, r), color in zip(rows.items(), ("tab:blue", "tab:red", "tab:green")):
+        t = [x["t"] for x in r]
+        lat.plot(t, [x["p99_ms"] for x in r], color=color, label=f"{name} admitted p99")
+        lat.plot(t, [x["p50_ms"] for x in r], color=color, linestyle="--", label=f"{name} admitted p50")
+        if any(x["shed_p99_ms"] for x in r):
+            lat.plot(t, [x["shed_p99_ms"] for x in r], color=color, linestyle=":", label=f"{name} shed p99")
+        rps.plot(t, [x["offered_rps"] for x in r], color=color, linestyle="--", label=f"{name} offered")
+        rps.plot(t, [x["admitted_rps"] for x in r], color=color, label=f"{name} served (admitted)")
+        c = results["systems"][name]["capacity_rps"]
+        rps.axhline(c, color=color, linewidth=0.7, linestyle=":", label=f"{name} C = {c:.0f}/s")
+        fb.plot(t, [x.get("fallback_rps") for x in r], color=color, label=f"{name} fallbacks/s")
+        fb.plot(t, [x.get("server_shed_rps") for x in r], color=color, linestyle="--", label=f"{name} shed/s")
+        for key, style in (("lag_features", "-"), ("lag_articles", "--")):
+            lag.plot(t, [x.get(key) for x in r], color=color, linestyle=style,
+                     label=f"{name} {key[4:]} worker")
+    lat.axhline(SLO_P99_MS, color="black", linewidth=0.7, label="SLO p99 100 ms")
+    lat.set_yscale("log")
+    titles = [(lat, "recommend latency (ms, Locust 10 s window)"), (rps, "recommend requests/s: offered vs served"),
+              (fb, "server: fallback answers/s and shed requests/s"), (lag, "consumer lag (records)")]
+    for ax, title in titles:
+        for name in rows:
+            _marks(ax, results["systems"][name])
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("seconds into the surge run (orange: rise + hold at 5x C)")
+    fig.suptitle(f"newsrec bench load: breaking-news surge at 5x capacity ({results.get('cpus')} cores, "
+                 "load generator included)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(results: dict) -> str:
+    s, lines = results["summary"], ["# newsrec bench load", "", f"Command: `{results.get('command', '')}`", ""]
+    lines += ["| system | C (req/s) | surge peak readers | worst admitted p99 (ms) | hold goodput (req/s) | "
+              "failures | shed | worst shed p99 (ms) | acceptance |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, sys_ in results["systems"].items():
+        x = s[name]
+        lines.append(f"| {name} | {x['capacity_rps']:.0f} | {sys_['surge_users']['peak']} | "
+                     f"{x['admitted_p99_ms_worst_phase']} | {x['hold_goodput_rps']:.0f} | {x['failures']} | "
+                     f"{x['shed_total']} | {x['shed_p99_ms_worst_phase']} | {'met' if x['met'] else 'NOT met'} |")
+    for name in results["systems"]:
+        lines += ["", f"## {name}: acceptance checks (surge at 5x C)", ""]
+        lines += [f"- {k}: {'yes' if v else 'NO'}" for k, v in s[name]["checks"].items()]
+    if "ratios_optimized_over_naive" in s:
+        lines += ["", "## optimized / naive", "", *(f"- {k}: {v}" for k, v in
+                                                   s["ratios_optimized_over_naive"].items())]
+    lines += ["", "Files: bench_load.json (raw), bench_load_series.csv (per second), bench_load.png.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""The `bench load` report builder on synthetic runs: per-second series, acceptance checks, ratios and files."""
+from __future__ import annotations
+
+import ast
+import csv
+from pathlib import Path
+
+from loadtest import load_report
+from loadtest.bench_load import capacity_step, parse_metrics
+from loadtest.load_report import RECOMMEND, RECOMMEND_SHED
+
+
+def _phase(name, goodput, p99, shed_rps=0.0, shed_p99=None, failures=0, seconds=10.0):
+    return {"phase": name, "seconds": seconds, "goodput_rps": goodput, "recommend_p50_ms": p99 / 3,
+            "recommend_p99_ms": p99, "shed_rps": shed_rps, "shed_share": 0.0, "shed_p99_ms": shed_p99,
+            "events_rps": 1.0, "failures": failures}
+
+
+def _system(c, hold_goodput, hold_p99, shed_p99, failures=0):
+    history = [{"t": 1000.0 + i, "users": 10 + i, "failures": 0,
+                "counts": {RECOMMEND: 100 * i, RECOMMEND_SHED: 20 * i}, "recommend_p50_ms": 5.0,
+                "recommend_p99_ms": 40.0, "shed_p99_ms": 2.0} for i in range(5)]
+    metrics = [{"t": 1000.0 + i, "serve": {"newsrec_degraded_total": 3.0 * i, "newsrec_shed_total": 20.0 * i},
+                "worker-features": {"newsrec_stream_consumer_lag": 7.0}} for i in range(5)]
+    phases = [_phase("warm", c / 2, 20), _phase("rise", c, 30, 5, shed_p99),
+              _phase("hold", hold_goodput, hold_p99, 50, shed_p99, failures), _phase("decay", c, 25),
+              _phase("tail", c / 2, 20)]
+    return {"capacity_rps": c, "surge_users": {"base": 5, "peak": 50}, "metrics": metrics,
+            "surge": {"phases": phases, "history": history, "spans_s": [10, 5, 20, 10, 5]}}
+
+
+def test_names_match_the_locust_side():
+    # read, not imported: importing locust would monkey-patch this test process with gevent
+    tree = ast.parse((Path(load_report.__file__).parent / "stats_window.py").read_text())
+    names = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+             if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    for name in ("RECOMMEND", "RECOMMEND_PREFETCH", "RECOMMEND_SHED", "PREFETCH_SHED"):
+        assert getattr(load_report, name) == names[name]
+
+
+def test_series_turns_cumulative_counts_into_rates_and_joins_the_scraped_metrics():
+    s = _system(100, 95, 60, 3)
+    rows = load_report.series(s["surge"], s["metrics"])
+    assert len(rows) == 4 and rows[0]["t"] == 1.0
+    assert rows[-1]["admitted_rps"] == 100 and rows[-1]["shed_rps"] == 20 and rows[-1]["offered_rps"] == 120
+    assert rows[-1]["fallback_rps"] == 3 and rows[-1]["server_shed_rps"] == 20 and rows[-1]["lag_features"] == 7
+
+
+def test_checks_pass_and_fail_on_each_target():
+    good = load_report.surge_checks(_system(100, 95, 60, 3))
+    assert all(good["checks"].values()) and good["shed_total"] == 550
+    bad = load_report.surge_checks(_system(100, 80, 140, 12, failures=2))["checks"]
+    assert not any(bad.values())
+
+
+def test_write_produces_every_artifact_with_ratios(tmp_path):
+    results = {"command": "newsrec bench load", "cpus": 2,
+               "systems": {"optimized": _system(300, 290, 60, 3), "naive": _system(100, 40, 900, None)}}
+    load_report.write(results, tmp_path)
+    ratios = results["summary"]["ratios_optimized_over_naive"]
+    assert ratios["capacity"] == 3.0 and ratios["surge_p99"] == round(60 / 900, 2)
+    assert results["summary"]["optimized"]["met"] and not results["summary"]["naive"]["met"]
+    rows = list(csv.DictReader((tmp_path / "bench_load_series.csv").open()))
+    assert {r["system"] for r in rows} == {"optimized", "naive"} and len(rows) == 8
+    md = (tmp_path / "bench_load.md").read_text()
+    assert "| optimized | 300 |" in md and "NOT met" in md
+    assert (tmp_path / "bench_load.png").stat().st_size > 20_000
+
+
+def test_capacity_from_the_best_step_within_the_slo_and_metrics_parsing():
+    ramp = {"capacity_rps": 60.0, "phases": [{"users": 10, "goodput_rps": 30.0}, {"users": 20, "goodput_rps": 60.0},
+                                            {"users": 30, "goodput_rps": 70.0}]}
+    assert capacity_step(ramp) == (60.0, 3.0)
+    page = ('# TYPE newsrec_shed_total counter\nnewsrec_shed_total{reason="overloaded"} 4.0\n'
+            'newsrec_shed_total{reason="prefetch"} 1.0\n# TYPE newsrec_stage_seconds histogram\n'
+            'newsrec_stage_seconds_sum{stage="rank"} 0.5\nnewsrec_stage_seconds_count{stage="rank"} 10.0\n')
+    got = parse_metrics(page)
+    assert got["newsrec_shed_total"] == 5.0 and got["newsrec_stage_seconds_count:rank"] == 10.0

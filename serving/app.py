@@ -44,6 +44,7 @@ from streaming.events import ClickEvent, ImpressionEvent
 from streaming.producer import EventPublisher, PublishError
 
 log = logging.getLogger("newsrec.serving")
+SHUTDOWN_WAIT_S = 5.0
 POPULARITY_REFRESH_S = 10.0  # a full read of a 50k pool costs ~0.2 s of Redis and ~0.2 s of this worker
 EVENTS_RETRY_AFTER_S = 1  # the publisher retries a down broker's connection every second
 USER_ID = USER_ID_PATTERN.pattern
@@ -135,8 +136,13 @@ async def _follow_registry(app: FastAPI, settings: ServeSettings, metrics: Servi
     registry = ModelRegistry(settings.model.registry)
     refused: str | None = None
     while True:
-        with contextlib.suppress(TimeoutError):  # a model-updates record (serving.stream_follow) wakes it at once
-            await asyncio.wait_for(app.state.registry_poke.wait(), settings.registry_poll_s)
+        # a model-updates record (serving.stream_follow) wakes it at once. asyncio.wait, not wait_for: on 3.11
+        # wait_for can swallow a cancellation racing its inner wait (gh-86296), and shutdown then hangs
+        poke = asyncio.ensure_future(app.state.registry_poke.wait())
+        try:
+            await asyncio.wait({poke}, timeout=settings.registry_poll_s)
+        finally:
+            poke.cancel()
         app.state.registry_poke.clear()
         with contextlib.suppress(RegistryError, OSError):
             current = registry.current()
@@ -186,7 +192,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)  # bounded: shutdown never hangs
+            if stuck:
+                log.error("%d background task(s) did not stop within %.0f s", len(stuck), SHUTDOWN_WAIT_S)
             if app.state.publisher is not None:
                 await app.state.publisher.close()
             await pipeline.store.close()

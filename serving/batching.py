@@ -58,13 +58,14 @@ class MicroBatcher:
     """Runs fn(list of callers' inputs) -> list of their outputs, for callers that arrive close together.
 
     upstream: how many requests in flight have not reached this stage yet (the pipeline counts them; a caller
-    counts itself out before calling run): only those can still join a batch.
+    counts itself out before calling run): only those can still join a batch. min_batch: a first caller waits only
+    if at least that many could share the call (below it, the model gains nothing from batching).
     """
 
-    def __init__(self, max_wait_ms: float, upstream: Callable[[], int]):
+    def __init__(self, max_wait_ms: float, upstream: Callable[[], int], min_batch: int = 2):
         if not 0 <= max_wait_ms <= MAX_WAIT_MS:
             raise ValueError(f"max_wait_ms must be within 0..{MAX_WAIT_MS} (a batch must not eat the budget)")
-        self.max_wait_s, self.upstream = max_wait_ms / 1e3, upstream
+        self.max_wait_s, self.upstream, self.min_batch = max_wait_ms / 1e3, upstream, min_batch
         self.stats = BatchStats()
         self._pending: _Pending | None = None
         self._gap_s = max_wait_ms / 1e3  # EWMA of the time between arrivals at this stage
@@ -84,7 +85,7 @@ class MicroBatcher:
             self._flush()
         others = self.upstream()
         if self._pending is None:
-            if others <= 0:  # idle: no one can join, so no wait
+            if others + 1 < self.min_batch:  # idle, or too few could come to make a batch pay: no wait
                 self.stats.calls += 1
                 self.stats.requests += 1
                 return fn([x])[0]

@@ -14,7 +14,7 @@ import numpy as np
 from feature_store.base import FeatureStore, ItemCounters, UserFeatures
 from serving.backends.base import InferenceBackend
 from serving.batching import MicroBatcher, concat_rows
-from serving.index import IndexSnapshot, LiveIndex
+from serving.index import BLAS_FROM_QUERIES, IndexSnapshot, LiveIndex
 from serving.item_table import ItemTable, ItemTableSnapshot
 from serving.online_features import Candidates, online_ranker_features
 from serving.rules import apply_rules, fills_with_cap
@@ -54,7 +54,8 @@ class InFlight:
 
     def __init__(self, max_wait_ms: float = 0.0):
         self.upstream = dict.fromkeys(self.STAGES, 0)  # requests that have not reached the stage (yet)
-        self.retrieval = MicroBatcher(max_wait_ms, lambda: self.upstream["retrieval"])  # user tower + search
+        # user tower + search: the search pays from BLAS_FROM_QUERIES queries (one pass over the pool for all)
+        self.retrieval = MicroBatcher(max_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES)
         self.ranker = MicroBatcher(max_wait_ms, lambda: self.upstream["ranker"])
 
     def start(self) -> set[str]:

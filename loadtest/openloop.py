@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import json
 import time
 from dataclasses import dataclass
@@ -222,5 +223,14 @@ def run_step(base_url: str, user_ids: list[str], rps: float, seconds: float, see
     n = int(rps * seconds)
     starts = np.cumsum(rng.exponential(1.0 / rps, n))
     paths = [f"/v1/recommend?user_id={u}&k={k}".encode() for u in rng.choice(user_ids, n)]
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_run(base_url, paths, starts, rps, max_in_flight, timeout_s, sample_every))
+    # No cyclic GC during a step: the calling process may hold a big heap (the bench materializes a world first),
+    # and one full collection stalls this loop for hundreds of ms, which would be measured as server latency.
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_run(base_url, paths, starts, rps, max_in_flight, timeout_s, sample_every))
+    finally:
+        if enabled:
+            gc.enable()

@@ -27,12 +27,13 @@ def reference(news_ids, scores, categories, age_h, k, cap, boost, tau):
 
 def test_apply_rules_equals_the_plain_loop():
     rng = np.random.default_rng(0)
-    for trial in range(500):
-        n, k, cap = int(rng.integers(0, 80)), int(rng.integers(1, 12)), int(rng.integers(1, 4))
+    for trial in range(600):  # long lists too: the best-prefix shortcut and its fall-back to the whole list
+        n = int(rng.integers(0, 80)) if trial % 2 else int(rng.integers(150, 700))
+        k, cap = int(rng.integers(1, 12)), int(rng.integers(1, 4))
         ids = [f"N{int(x)}" for x in rng.integers(0, 30 if trial % 3 == 0 else 10**6, n)]
         scores = np.round(rng.normal(size=n), 1)  # ties
         cats = rng.integers(0, int(rng.integers(1, 6)), n)
-        if trial % 2:
+        if trial % 4 == 1:
             cats = np.array([f"c{c}" for c in cats], dtype=object)
         age = rng.uniform(0, 30, n)
         want = reference(ids, scores, cats, age, k, cap, 0.3, 6.0)

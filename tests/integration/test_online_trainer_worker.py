@@ -83,9 +83,11 @@ def test_trainer_worker_promotes_a_verified_version_and_announces_it(services, t
     settings = TrainerSettings(
         stream=stream, store=RedisSettings(redis_url=services.redis_url, prefix=unique_name),
         consumer=ConsumerSettings(group_id=unique_name), registry=registry.root, catalogue_dir=world,
+        # auc_tolerance: from a random ranker, AUC on ~30 held-out impressions is noise (a fresh-clone run saw the
+        # candidate trail by 0.003 while its log loss fell 0.70 -> 0.65); log loss must still improve (gate + assert)
         training=OnlineTrainingConfig(min_train_rows=500, min_holdout_impressions=30, eval_every_s=0.0,
                                       min_promote_interval_s=3_600.0, join_window_s=120.0, max_steps_per_batch=8,
-                                      lr=1e-3))
+                                      lr=1e-3, auc_tolerance=0.05))
     events = _world_events(world, t0, 6_000)
 
     async def run() -> tuple[ModelUpdateEvent | None, str]:

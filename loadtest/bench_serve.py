@@ -3,8 +3,8 @@
 Stack: local redis-server with a world materialized into it, a catalogue topped up to >= 50k live articles,
 `newsrec serve` per system, and the open-loop generator (loadtest.openloop) in this process on the same cores.
 Systems (SYSTEMS): optimized (onnxruntime, in-process item table and pool counters, 2 workers), the same with
-micro-batching, the same on 1 worker, and naive (torch eager, no batching, candidate features read from Redis per
-request). Each gets the same steps of offered load; per step: latency, CPU per request of server, Redis and load
+micro-batching of the user tower + search (and of the ranker too), the same on 1 worker, and naive (torch eager, no
+batching, candidate features read from Redis per request). Each gets the same steps of offered load; per step: latency, CPU per request of server, Redis and load
 generator, and mean stage times from the answers' own timings. Results go to JSON and a PNG.
 """
 from __future__ import annotations
@@ -34,13 +34,17 @@ from loadtest.openloop import run_step
 # Admission control is off here: it turns queueing into fast 503s, and this benchmark measures the queueing
 # (latency against offered load, and where it passes the SLA). Its own effect is measured by its own runs.
 _COMMON = {"NEWSREC_ADMISSION__ENABLED": "false"}
-_FAST = _COMMON | {"NEWSREC_MODEL__BACKEND": "onnxruntime", "NEWSREC_MICRO_BATCH_WAIT_MS": "0"}
+_FAST = _COMMON | {"NEWSREC_MODEL__BACKEND": "onnxruntime", "NEWSREC_MICRO_BATCH_WAIT_MS": "0",
+                   "NEWSREC_RANKER_BATCH_WAIT_MS": "0"}
 SYSTEMS = {
     "optimized": {"env": _FAST, "workers": 2},
-    "optimized_batching": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2"}, "workers": 2},
+    "optimized_batching": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2"}, "workers": 2},  # user tower+search
+    "optimized_batching_ranker": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2",
+                                                  "NEWSREC_RANKER_BATCH_WAIT_MS": "2"}, "workers": 2},
     "optimized_1worker": {"env": _FAST, "workers": 1},
     "naive": {"env": _COMMON | {"NEWSREC_MODEL__BACKEND": "torch", "NEWSREC_ITEM_FEATURES_FROM_STORE": "true",
-                                "NEWSREC_MICRO_BATCH_WAIT_MS": "0"}, "workers": 1},
+                                "NEWSREC_MICRO_BATCH_WAIT_MS": "0", "NEWSREC_RANKER_BATCH_WAIT_MS": "0"},
+              "workers": 1},
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -72,8 +72,8 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
                 = "100,200,300,500,700,900",
                 step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0,
                 systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, optimized_batching, "
-                                                          "optimized_1worker, naive.")]
-                = "optimized,optimized_batching,optimized_1worker,naive",
+                                                          "optimized_batching_ranker, optimized_1worker, naive.")]
+                = "optimized,optimized_batching,optimized_batching_ranker,optimized_1worker,naive",
                 step_tries: Annotated[int, typer.Option(help="Runs of a step at most, while other processes keep "
                                                              "more than --max-other-cores busy (shared machines).")]
                 = 3,
@@ -90,6 +90,7 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
     for name, r in results["systems"].items():
         cpu = r["cpu_ms_per_request"]
         typer.echo(f"{name} ({r['workers']} worker(s)): max RPS with p99 < 100 ms = {r['max_rps_p99_under_100ms']:.0f}"
+                   f", saturation {r['saturation_rps']:.0f} RPS"
                    f"; CPU ms/request server {cpu['server']:.2f}, redis {cpu['redis'] or 0:.2f}, load generator "
                    f"{cpu['load_generator']:.2f}; stages (ms) "
                    + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
@@ -101,9 +102,9 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
     for name, c in results.get("comparison", {}).items():
         ratio = "n/a" if c["max_rps_ratio"] is None else f"{c['max_rps_ratio']:.1f}x"
         typer.echo(f"{name} vs naive: max RPS {ratio}, server CPU per request {c['cpu_ratio']:.2f}x")
-    if "micro_batching" in results:
-        m = results["micro_batching"]
-        typer.echo(f"micro-batching on vs off: CPU per request {m['cpu_ratio']:.2f}x, pays: {m['pays']}")
+    for name, m in results.get("micro_batching", {}).items():
+        typer.echo(f"{name} vs optimized: max RPS within the SLA {m['max_rps_ratio'] or 0:.2f}x, saturation "
+                   f"{m['saturation_ratio'] or 0:.2f}x, CPU per request {m['cpu_ratio']:.2f}x, pays: {m['pays']}")
     typer.echo(f"wrote {out / 'bench_serve.json'} and {out / 'bench_serve.png'}")
 
 

@@ -124,7 +124,8 @@ def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, 
     pipeline = Pipeline(store, backend, index, items, version,
                         PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap,
                                          item_features_from_store=settings.item_features_from_store,
-                                         micro_batch_wait_ms=settings.micro_batch_wait_ms),
+                                         micro_batch_wait_ms=settings.micro_batch_wait_ms,
+                                         ranker_batch_wait_ms=settings.ranker_batch_wait_ms),
                         store_errors=(*STORE_ERRORS, RedisError))
     return pipeline, offset, catalogue
 

@@ -32,7 +32,8 @@ class PipelineSettings:
     # the naive baseline of `newsrec bench serve`: candidate labels and counters from per-request store reads
     # (MGET-like calls for 500 items) instead of the in-process item table and pool counters
     item_features_from_store: bool = False
-    micro_batch_wait_ms: float = 0.0    # 0: every request calls the models alone (see serving.batching)
+    micro_batch_wait_ms: float = 0.0    # user tower + search; 0: every request calls alone (serving.batching)
+    ranker_batch_wait_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,11 @@ class InFlight:
 
     STAGES = ("retrieval", "ranker")
 
-    def __init__(self, max_wait_ms: float = 0.0):
+    def __init__(self, retrieval_wait_ms: float = 0.0, ranker_wait_ms: float = 0.0):
         self.upstream = dict.fromkeys(self.STAGES, 0)  # requests that have not reached the stage (yet)
         # user tower + search: the search pays from BLAS_FROM_QUERIES queries (one pass over the pool for all)
-        self.retrieval = MicroBatcher(max_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES)
-        self.ranker = MicroBatcher(max_wait_ms, lambda: self.upstream["ranker"])
+        self.retrieval = MicroBatcher(retrieval_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES)
+        self.ranker = MicroBatcher(ranker_wait_ms, lambda: self.upstream["ranker"])
 
     def start(self) -> set[str]:
         """A new request: upstream of every stage. Returns its ticket (the stages it has not reached)."""
@@ -86,7 +87,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         if self.in_flight is None:
-            self.in_flight = InFlight(self.settings.micro_batch_wait_ms)
+            self.in_flight = InFlight(self.settings.micro_batch_wait_ms, self.settings.ranker_batch_wait_ms)
 
 
 class _Clock:

@@ -50,7 +50,9 @@ class ServeSettings(BaseSettings):
     retrieval_k: int = 500
     category_cap: int = 3
     item_features_from_store: bool = False  # the naive baseline only
-    micro_batch_wait_ms: float = 0.0    # batch concurrent requests' model calls, waiting at most this (0..2)
+    # micro-batching of concurrent requests (serving.batching): the most a request waits for others, 0..2 ms
+    micro_batch_wait_ms: float = 0.0    # user tower + index search
+    ranker_batch_wait_ms: float = 0.0   # ranker
     default_budget_ms: float = 100.0
     max_budget_ms: float = 1_000.0
     # The world's clock: 0 in production. A synthetic world lives in 2019, so the demo shifts "now" to the end

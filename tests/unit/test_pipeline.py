@@ -117,8 +117,8 @@ def test_micro_batched_requests_get_the_answers_they_get_alone(parts):
     users = [str(u) for u in dict.fromkeys(ds.dev.imp_user[:40])][:12]
     backend, store = MeanBackend(spec), NetworkLikeStore(store)
     lone = Pipeline(store, backend, index, items, "v-test", PipelineSettings(retrieval_k=200))
-    batched = Pipeline(store, backend, index, items, "v-test", PipelineSettings(retrieval_k=200,
-                                                                                 micro_batch_wait_ms=2.0))
+    batched = Pipeline(store, backend, index, items, "v-test", PipelineSettings(
+        retrieval_k=200, micro_batch_wait_ms=2.0, ranker_batch_wait_ms=2.0))
 
     async def all_at_once(p):
         return await asyncio.gather(*(recommend(p, u, 10, now, time.perf_counter() + 5) for u in users))
@@ -127,5 +127,5 @@ def test_micro_batched_requests_get_the_answers_they_get_alone(parts):
     assert [r.news_ids for r in together] == [r.news_ids for r in alone]
     for a, b in zip(alone, together):
         np.testing.assert_allclose(b.scores, a.scores, rtol=1e-5)
-    stats = batched.in_flight.retrieval.stats
-    assert stats.requests == sum(r.source == "ranked" for r in alone) and stats.calls < stats.requests
+    for stats in (batched.in_flight.retrieval.stats, batched.in_flight.ranker.stats):
+        assert stats.requests == sum(r.source == "ranked" for r in alone) and stats.calls < stats.requests

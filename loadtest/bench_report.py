@@ -34,22 +34,28 @@ def summarize(results: dict) -> None:
                                    "redis": low.get("redis_cpu_ms_per_request"),
                                    "load_generator": low["client_cpu_ms_per_request"]}
         r["other_processes_cores_max"] = max(s.get("other_processes_cores", 0.0) for s in r["steps"])
+        # under load the per-request share of fixed costs (the counter refresh) is smaller: the busiest step in SLA
+        busiest = max((s for s in r["steps"] if _within_sla(s)), key=lambda s: s["achieved_rps"], default=low)
+        r["cpu_ms_per_request_busiest_in_sla"] = {"offered_rps": busiest["offered_rps"],
+                                                  "server": busiest["server_cpu_ms_per_request"],
+                                                  "redis": busiest.get("redis_cpu_ms_per_request"),
+                                                  "load_generator": busiest["client_cpu_ms_per_request"]}
     if "naive" in systems:
         base = systems["naive"]
         results["comparison"] = {name: _versus(r, base) for name, r in systems.items() if name != "naive"}
-    if "optimized" in systems:
-        off = systems["optimized"]
-        results["micro_batching"] = {}
-        for name in ("optimized_batching", "optimized_batching_ranker"):
-            if name in systems:
-                on = systems[name]
-                cmp = _versus(on, off)
-                cmp["saturation_ratio"] = on["saturation_rps"] / off["saturation_rps"] if off["saturation_rps"] else None
-                # pays: more load within the SLA or a higher saturation, and neither of them worse
-                ratios = [on["max_rps_p99_under_100ms"] / max(off["max_rps_p99_under_100ms"], 1.0),
-                          on["saturation_rps"] / max(off["saturation_rps"], 1.0)]
-                cmp["pays"] = max(ratios) > 1.05 and min(ratios) >= 0.95
-                results["micro_batching"][name] = cmp
+    # each batching variant against the service without what it adds: user tower + search batching against no
+    # batching, ranker batching on top of it against user tower + search batching alone
+    results["micro_batching"] = {}
+    for name, base in (("optimized_batching", "optimized"), ("optimized_batching_ranker", "optimized_batching")):
+        if {name, base} <= systems.keys():
+            on, off = systems[name], systems[base]
+            cmp = _versus(on, off) | {"against": base}
+            cmp["saturation_ratio"] = on["saturation_rps"] / off["saturation_rps"] if off["saturation_rps"] else None
+            # pays: more load within the SLA or a higher saturation, and neither of them worse
+            ratios = [on["max_rps_p99_under_100ms"] / max(off["max_rps_p99_under_100ms"], 1.0),
+                      on["saturation_rps"] / max(off["saturation_rps"], 1.0)]
+            cmp["pays"] = max(ratios) > 1.05 and min(ratios) >= 0.95
+            results["micro_batching"][name] = cmp
 
 
 def _versus(r: dict, base: dict) -> dict:

@@ -103,7 +103,7 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
         ratio = "n/a" if c["max_rps_ratio"] is None else f"{c['max_rps_ratio']:.1f}x"
         typer.echo(f"{name} vs naive: max RPS {ratio}, server CPU per request {c['cpu_ratio']:.2f}x")
     for name, m in results.get("micro_batching", {}).items():
-        typer.echo(f"{name} vs optimized: max RPS within the SLA {m['max_rps_ratio'] or 0:.2f}x, saturation "
+        typer.echo(f"{name} vs {m['against']}: max RPS within the SLA {m['max_rps_ratio'] or 0:.2f}x, saturation "
                    f"{m['saturation_ratio'] or 0:.2f}x, CPU per request {m['cpu_ratio']:.2f}x, pays: {m['pays']}")
     typer.echo(f"wrote {out / 'bench_serve.json'} and {out / 'bench_serve.png'}")
 

@@ -161,15 +161,16 @@ class LiveIndex:
             clicks[dst] = np.asarray(clicks_6h, np.float64)[src]
             self._swap(np.ones(self._snap.size, dtype=bool), clicks=clicks)
 
-    def set_counters(self, counters: ItemCounters, t_ref_s: float, read_from: IndexSnapshot | None = None) -> None:
-        """Refresh the pool's counters (read at t_ref_s) and, from their 6 h clicks, the bias dimension. Articles
-        not in `counters` read 0 until the next refresh; ids not in the pool are ignored. read_from: the snapshot
-        whose ids were read, in order (then an unchanged pool needs no id lookups)."""
+    def set_counters(self, counters: ItemCounters, t_ref_s: float | np.ndarray,
+                     read_from: IndexSnapshot | None = None) -> None:
+        """Refresh the pool's counters (read at t_ref_s, one time or one per row) and, from their 6 h clicks, the
+        bias dimension. Articles not in `counters` read 0 until the next refresh; ids not in the pool are ignored.
+        read_from: the snapshot whose ids were read, in order (then an unchanged pool needs no id lookups)."""
         with self._write:
             s = self._snap
             src, dst = self._pool_rows(counters.news_ids, read_from)
-            pool = PoolCounters.zeros(s.size, t_ref_s)
-            pool.values[dst] = PoolCounters.read_at(counters, t_ref_s).values[src]
+            pool, read = PoolCounters.zeros(s.size), PoolCounters.read_at(counters, t_ref_s)
+            pool.values[dst], pool.t_ref_s[dst] = read.values[src], read.t_ref_s[src]
             self._swap(np.ones(s.size, dtype=bool), clicks=pool.values[:, CLICKS_6H].copy(), counters=pool)
 
     def search_rows(self, user_vec: np.ndarray, k: int, now_s: float) -> tuple[np.ndarray, np.ndarray, IndexSnapshot]:

@@ -2,9 +2,9 @@
 
 Every request ranks ~500 candidates and needs their counters; reading them from Redis per request cost ~5 ms of
 CPU (packing and parsing a 500-key command). The app's refresh loop reads the pool's counters every few seconds
-(POPULARITY_REFRESH_S) at a reference time t_ref; a request decays them on to its own time, which is exact for
-every event applied before the refresh (decay is multiplicative). Freshness: events of the last refresh period
-are not seen yet, and an article added since the last refresh reads 0, as a new article in the store does.
+(POPULARITY_REFRESH_S), each chunk at its own read time t_ref; a request decays them on to its own time, which is
+exact for every event applied before the read (decay is multiplicative). Freshness: events of the last refresh
+period are not seen yet, and an article added since the last refresh reads 0, as a new article in the store does.
 """
 from __future__ import annotations
 
@@ -25,40 +25,44 @@ CLICKS_6H = COLUMNS.index(("clicks", 6.0))
 
 @dataclass(frozen=True)
 class PoolCounters:
-    """Counters decayed to t_ref_s, row i for row i of the index snapshot holding them: one (n, len(COLUMNS))
-    float64 matrix, so a request gathers its candidates' rows once."""
+    """Row i: the counters of row i of the index snapshot holding them, decayed to t_ref_s[i] (when that row was
+    read: a refresh reads its chunks spread over the period). One (n, len(COLUMNS)) float64 matrix, so a request
+    gathers its candidates' rows once."""
 
-    t_ref_s: float
-    values: np.ndarray
+    t_ref_s: np.ndarray   # (n,)
+    values: np.ndarray    # (n, len(COLUMNS))
 
     @classmethod
-    def read_at(cls, counters: ItemCounters, t_ref_s: float) -> PoolCounters:
+    def read_at(cls, counters: ItemCounters, t_ref_s: float | np.ndarray) -> PoolCounters:
         def column(kind: str, h: float) -> np.ndarray:
             return counters.shows_6h if kind == "shows_6h" else getattr(counters, kind)[h]
 
-        return cls(t_ref_s, np.column_stack([column(kind, h) for kind, h in COLUMNS]).astype(np.float64))
+        values = np.column_stack([column(kind, h) for kind, h in COLUMNS]).astype(np.float64)
+        return cls(np.broadcast_to(np.asarray(t_ref_s, np.float64), (len(values),)).copy(), values)
 
     @classmethod
-    def zeros(cls, n: int, t_ref_s: float) -> PoolCounters:
-        return cls(t_ref_s, np.zeros((n, len(COLUMNS))))
+    def zeros(cls, n: int) -> PoolCounters:
+        return cls(np.zeros(n), np.zeros((n, len(COLUMNS))))
 
     def take(self, rows: np.ndarray) -> PoolCounters:
         """The counters of `rows` (an int array or a boolean mask), in that order."""
-        return PoolCounters(self.t_ref_s, self.values[rows])
+        return PoolCounters(self.t_ref_s[rows], self.values[rows])
 
     def extended(self, n: int) -> PoolCounters:
         """n more rows reading 0 (articles added since the refresh: the store has nothing newer for them)."""
-        return PoolCounters(self.t_ref_s, np.vstack([self.values, np.zeros((n, len(COLUMNS)))]))
+        return PoolCounters(np.concatenate([self.t_ref_s, np.zeros(n)]),
+                            np.vstack([self.values, np.zeros((n, len(COLUMNS)))]))
 
     def at(self, rows: np.ndarray, news_ids: tuple[str, ...], now_s: float) -> ItemCounters:
         """The counters of `rows` decayed on to now_s, as the store would read them (a read before t_ref is taken
         at t_ref, as the store takes a read before an update's time)."""
-        age_h = max(now_s - self.t_ref_s, 0.0) / 3600.0
-        g = self.values[rows] * 2.0 ** (-age_h / _HALF_LIVES_H)
+        age_h = np.maximum(now_s - self.t_ref_s[rows], 0.0) / 3600.0
+        g = self.values[rows] * np.exp2(-age_h[:, None] / _HALF_LIVES_H)
         cols = dict(zip(COLUMNS, g.T))
         return ItemCounters(news_ids=news_ids, clicks={h: cols["clicks", h] for h in POPULARITY_HALF_LIVES_H},
                             shows_6h=cols["shows_6h", SHOWS_HALF_LIFE_H],
                             expected_clicks={h: cols["expected_clicks", h] for h in EXPECTED_HALF_LIVES_H})
+
 
 def concat_counters(parts: list[ItemCounters]) -> ItemCounters:
     """One ItemCounters from chunked reads, in order."""

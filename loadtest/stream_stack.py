@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from serving.catalogue import load_catalogue
+from recsys.catalogue import load_catalogue
 from streaming.settings import StreamSettings, Topics
 from streaming.topics import ensure_topics
 

@@ -27,7 +27,7 @@ def world_end_offset(world: Path) -> float:
     """The clock offset `newsrec serve --world-end` uses for this world: its newest article's publish = now."""
     import time
 
-    from serving.catalogue import load_catalogue
+    from recsys.catalogue import load_catalogue
 
     return float(load_catalogue(world).publish_s.max()) - time.time()
 

@@ -28,12 +28,12 @@ from serving.articles_api import articles_router
 from serving.backends import load_backend
 from serving.bounded_body import bounded_body
 from serving.backends.base import InferenceBackend
-from serving.catalogue import load_catalogue
+from recsys.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
 from serving.http_metrics import ResponseCounter
 from serving.index import LiveIndex
 from serving.item_counters import concat_counters
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 from serving.logging_json import RequestIdMiddleware, install_json_logging, request_id_of
 from serving.metrics import ServingMetrics
 from serving.page import page_router

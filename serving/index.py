@@ -17,7 +17,7 @@ import numpy as np
 from feature_store.base import ItemCounters
 from recsys.retrieval import augment_items, augment_users
 from serving.item_counters import CLICKS_6H, PoolCounters
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 
 TRENDING_PREFIX = 512  # trending answers are picked from the most-clicked rows first (see trending_rows)
 # Exact search is memory-bound (the whole pool is read per query: 13 MB at 50k x 65). FAISS's BLAS path reads it

@@ -15,8 +15,8 @@ from feature_store.base import FeatureStore, ItemCounters, UserFeatures
 from serving.backends.base import InferenceBackend
 from serving.batching import MicroBatcher, concat_rows
 from serving.index import BLAS_FROM_QUERIES, IndexSnapshot, LiveIndex
-from serving.item_table import ItemTable, ItemTableSnapshot
-from serving.online_features import Candidates, online_ranker_features
+from recsys.item_table import ItemTable, ItemTableSnapshot
+from recsys.online_features import Candidates, online_ranker_features
 from serving.rules import apply_rules, fills_with_cap
 
 STORE_ERRORS = (TimeoutError, ConnectionError, OSError)  # plus the store's own, added by the app's settings

@@ -12,9 +12,8 @@ import numpy as np
 
 from feature_store.base import FeatureStore
 from recsys.bundle import ModelBundle
-# streaming -> serving breaks the house rule "nothing imports serving"; the feature builder moves to recsys next
-from serving.item_table import ItemTable
-from serving.online_features import Candidates, online_ranker_features
+from recsys.item_table import ItemTable
+from recsys.online_features import Candidates, online_ranker_features
 from streaming.events import ImpressionEvent
 
 READ_CONCURRENCY = 32  # store reads in flight per batch: enough to hide round trips, bounded for the connection pool

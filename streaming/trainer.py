@@ -21,7 +21,7 @@ from feature_store.base import FeatureStore
 from recsys.bundle import ITEM, USER, ModelBundle
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 from streaming.events import ArticleEvent, ClickEvent, ImpressionEvent, ItemVectorEvent, ModelUpdateEvent
 from streaming.online_rows import ClickJoiner, RowBuilder
 from streaming.online_training import (OnlineTrainingConfig, RowWindow, fine_tune, gate, holdout_metrics,

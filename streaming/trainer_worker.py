@@ -56,7 +56,7 @@ class TrainerHandler:
                            registry=registry)
 
     async def start(self) -> None:
-        from serving.catalogue import load_catalogue  # streaming -> serving: see online_rows
+        from recsys.catalogue import load_catalogue
 
         await self.store.start()
         s = self.settings

@@ -13,7 +13,7 @@ from feature_store.memory_store import InMemoryFeatureStore
 from recsys.dataset import Split, load_dataset
 from recsys.ranking_data import LogCounters, ranker_rows
 from recsys.train import TrainConfig, build_spec
-from serving.online_features import Candidates, online_ranker_features
+from recsys.online_features import Candidates, online_ranker_features
 
 
 @pytest.fixture(scope="module")

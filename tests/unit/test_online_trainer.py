@@ -21,7 +21,7 @@ from recsys.models.ranker import Ranker
 from recsys.ranking_data import LogCounters, ranker_rows
 from recsys.registry import ModelRegistry
 from recsys.train import TrainConfig, build_spec
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 from streaming.events import ClickEvent, ImpressionEvent, ModelUpdateEvent
 from streaming.online_rows import ClickJoiner, LabelledImpression, PendingImpression, RowBuilder
 from streaming.online_training import OnlineTrainingConfig, RowWindow, fine_tune, gate, holdout_metrics

@@ -13,7 +13,7 @@ from feature_store.memory_store import InMemoryFeatureStore
 from recsys.dataset import load_dataset
 from recsys.train import TrainConfig, build_spec
 from serving.index import LiveIndex
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 from serving.pipeline import Pipeline, PipelineSettings, recommend
 
 

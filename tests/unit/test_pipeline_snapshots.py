@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.index import LiveIndex
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 from serving.pipeline import _table_rows
 
 

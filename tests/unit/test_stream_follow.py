@@ -12,7 +12,7 @@ from data.events import ArticlePublished, Clicked, ImpressionShown
 from data.schema import NewsArticle
 from feature_store.memory_store import InMemoryFeatureStore
 from serving.index import LiveIndex
-from serving.item_table import ItemTable
+from recsys.item_table import ItemTable
 from serving.pipeline import Pipeline
 from serving.stream_follow import apply_vectors, merged_catalogue, unreflected
 from streaming.events import ArticleEvent

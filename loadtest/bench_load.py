@@ -44,6 +44,9 @@ class LoadConfig:
     surge_spans_s: tuple[float, float, float, float, float] = (10, 5, 20, 10, 5)  # warm, rise, hold, decay, tail
     surge_articles: int = 10
     simulator_eps: float = 50.0       # click stream replayed meanwhile (events/s)
+    # In the surge readers keep their pace after a 503 instead of waiting Retry-After: otherwise shed readers go
+    # quiet and the offered load never reaches 5x C (a run that honoured it peaked near 3x). The report checks it.
+    surge_honor_retry_after: bool = False
 
 
 class MetricsScraper(threading.Thread):
@@ -89,12 +92,13 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def locust_run(host: str, world: Path, shape: str, params: dict, user_rps: float, prefix: Path,
-               timeout_s: float) -> dict:
+               timeout_s: float, honor_retry_after: bool = True) -> dict:
     """One headless Locust run with a shape from loadtest/shapes.py; its phase JSON and per-second history."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSREC_")}
     env |= {f"NEWSREC_SHAPE_{k}": str(v) for k, v in params.items()}
     env |= {"NEWSREC_SHAPE": shape, "NEWSREC_SHAPE_OUT": f"{prefix}.json", "NEWSREC_LOCUST_WORLD": str(world),
-            "NEWSREC_LOCUST_USER_RPS": str(user_rps)}
+            "NEWSREC_LOCUST_USER_RPS": str(user_rps),
+            "NEWSREC_LOCUST_HONOR_RETRY_AFTER": str(int(honor_retry_after))}
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
                            "--csv", str(prefix), "--csv-full-history", "--only-summary", "--loglevel", "WARNING"],
@@ -166,7 +170,8 @@ def run_system(name: str, cfg: LoadConfig, endpoints, log: list[str]) -> dict:
             surge = locust_run(host, cfg.world, "surge", {
                 "USERS": base_users, "FACTOR": peak_users / base_users, "WARM_S": warm, "RISE_S": rise,
                 "HOLD_S": hold, "DECAY_S": decay, "TAIL_S": tail, "ARTICLES": cfg.surge_articles},
-                cfg.user_rps, out / "surge", timeout_s=sum(cfg.surge_spans_s) + 120)
+                cfg.user_rps, out / "surge", timeout_s=sum(cfg.surge_spans_s) + 120,
+                honor_retry_after=cfg.surge_honor_retry_after)
             surge["spans_s"] = list(cfg.surge_spans_s)
         finally:
             result["metrics"] = scraper.stop()

@@ -15,7 +15,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFETCH_HEADER = b"x-prefetch"
-REASONS = ("overloaded", "prefetch")
+REASONS = ("overloaded", "prefetch", "events")
 
 
 class AdmissionControl:
@@ -25,20 +25,24 @@ class AdmissionControl:
     One counter per worker process. The check and the increment happen with no await between them, so on one
     event loop no lock is needed. The decrement sits in a `finally`: an exception or a cancelled request (the
     client went away) never leaks a slot. `shed_total` (label `reason`: "overloaded" | "prefetch") counts sheds;
-    `in_flight` reads the counter only when scraped.
+    `in_flight` reads the counter only when scraped. One instance per bounded path group: `reason` names the sheds
+    of this group ("overloaded" for the recommend path, "events" for POST /v1/events, whose clicks are acknowledged
+    only once on the broker, so a shed one was never acknowledged and the app's outbox sends it again).
     """
 
     def __init__(self, app: ASGIApp, max_in_flight: int, prefetch_max_in_flight: int, retry_after_s: int,
                  paths: tuple[str, ...] = ("/v1/recommend",), shed_total: Counter | None = None,
-                 in_flight: Gauge | None = None) -> None:
+                 in_flight: Gauge | None = None, reason: str = "overloaded") -> None:
         if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
             raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
                              f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
+        if reason not in REASONS or reason == "prefetch":
+            raise ValueError(f"reason must be one of {[r for r in REASONS if r != 'prefetch']}, got {reason!r}")
         if retry_after_s < 0:
             raise ValueError(f"retry_after_s must be >= 0, got {retry_after_s}")
         self.app, self.paths = app, frozenset(paths)
         self.max_in_flight, self.prefetch_max_in_flight = max_in_flight, prefetch_max_in_flight
-        self.in_flight = 0
+        self.in_flight, self.reason = 0, reason
         self._shed_total = {r: shed_total.labels(r) for r in REASONS} if shed_total is not None else None
         if in_flight is not None:
             in_flight.set_function(lambda: self.in_flight)
@@ -48,7 +52,9 @@ class AdmissionControl:
                               (b"cache-control", b"no-store")]
         self._shed_bodies = {reason: json.dumps({"error": "overloaded", "detail": detail}).encode()
                              for reason, detail in (("overloaded", "server at capacity; retry after Retry-After"),
-                                                    ("prefetch", "prefetch shed under load; fetch on demand"))}
+                                                    ("prefetch", "prefetch shed under load; fetch on demand"),
+                                                    ("events", "events not accepted under load; send them again "
+                                                               "after Retry-After"))}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -57,7 +63,7 @@ class AdmissionControl:
         prefetch = _is_prefetch(scope)
         limit = self.prefetch_max_in_flight if prefetch else self.max_in_flight
         if self.in_flight >= limit:
-            await self._shed(send, "prefetch" if prefetch else "overloaded")
+            await self._shed(send, "prefetch" if prefetch else self.reason)
             return
         self.in_flight += 1
         try:

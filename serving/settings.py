@@ -38,6 +38,10 @@ class AdmissionSettings(BaseModel):
     prefetch_max_in_flight: int = Field(default=8, ge=0)  # `X-Prefetch: 1` requests are shed first
     retry_after_s: int = Field(default=1, ge=0)
     paths: tuple[str, ...] = ("/v1/recommend",)  # one shared bound over these paths
+    # POST /v1/events gets its own bound (0: unbounded): a surge's clicks must not queue the event loop in front
+    # of admitted recommends and sheds. A shed batch was never acknowledged (202 comes only after the broker's ack),
+    # so nothing acknowledged is lost; the app resends it after Retry-After.
+    events_max_in_flight: int = Field(default=8, ge=0)
 
 
 class ServeSettings(BaseSettings):

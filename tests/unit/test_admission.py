@@ -70,9 +70,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def hold(mw, n: int) -> list[asyncio.Task]:
+async def hold(mw, n: int, path: str = "/v1/recommend") -> list[asyncio.Task]:
     """Start n requests and let them reach the app (where a SlowApp holds them)."""
-    tasks = [asyncio.create_task(call(mw)) for _ in range(n)]
+    tasks = [asyncio.create_task(call(mw, path=path)) for _ in range(n)]
     await settle()
     return tasks
 
@@ -136,6 +136,32 @@ def test_other_paths_and_non_http_scopes_are_not_limited():
     assert inside == 2 and status == 200
 
 
+def test_events_have_their_own_bound_and_reason_and_do_not_take_recommend_slots():
+    async def scenario():
+        inner = SlowApp()
+        registry = CollectorRegistry()
+        shed = Counter("shed_total", "sheds", ["reason"], registry=registry)
+        recommend_gate = AdmissionControl(inner, 2, 1, 1, shed_total=shed)
+        both = AdmissionControl(recommend_gate, 1, 1, 2, paths=("/v1/events",), shed_total=shed, reason="events")
+        events_held = await hold(both, 1, "/v1/events")
+        events_shed = await call(both, path="/v1/events")    # events bound (1) reached
+        recommends = await hold(both, 2)  # recommend slots untouched by events
+        recommend_shed = await call(both)
+        inner.release.set()
+        done = await asyncio.gather(*events_held, *recommends)
+        return events_shed, recommend_shed, done, registry, both, recommend_gate
+
+    events_shed, recommend_shed, done, registry, both, recommend_gate = run(scenario)
+    assert events_shed[0] == 503 and events_shed[1][b"retry-after"] == b"2"
+    assert json.loads(events_shed[2]) == {"error": "overloaded",
+                                          "detail": "events not accepted under load; send them again after "
+                                                    "Retry-After"}
+    assert recommend_shed[0] == 503 and [s for s, *_ in done] == [200] * 3
+    assert registry.get_sample_value("shed_total", {"reason": "events"}) == 1
+    assert registry.get_sample_value("shed_total", {"reason": "overloaded"}) == 1
+    assert both.in_flight == 0 and recommend_gate.in_flight == 0
+
+
 def test_no_slot_leaks_when_the_app_raises_or_the_request_is_cancelled():
     async def scenario():
         failing = SlowApp(fail=True)
@@ -167,3 +193,9 @@ def test_no_slot_leaks_when_the_app_raises_or_the_request_is_cancelled():
 def test_a_bad_configuration_is_refused(kwargs):
     with pytest.raises(ValueError):
         make(SlowApp(), **kwargs)
+
+
+@pytest.mark.parametrize("reason", ["prefetch", "busy"])
+def test_a_shed_reason_outside_the_metric_labels_is_refused(reason):
+    with pytest.raises(ValueError):
+        AdmissionControl(SlowApp(), 2, 1, 1, reason=reason)

@@ -16,14 +16,15 @@ def _phase(name, goodput, p99, shed_rps=0.0, shed_p99=None, failures=0, seconds=
             "events_rps": 1.0, "failures": failures}
 
 
-def _system(c, hold_goodput, hold_p99, shed_p99, failures=0):
+def _system(c, hold_goodput, hold_p99, shed_p99, failures=0, hold_offered=None):
+    hold_shed = (5 * c if hold_offered is None else hold_offered) - hold_goodput
     history = [{"t": 1000.0 + i, "users": 10 + i, "failures": 0,
                 "counts": {RECOMMEND: 100 * i, RECOMMEND_SHED: 20 * i}, "recommend_p50_ms": 5.0,
                 "recommend_p99_ms": 40.0, "shed_p99_ms": 2.0} for i in range(5)]
     metrics = [{"t": 1000.0 + i, "serve": {"newsrec_degraded_total": 3.0 * i, "newsrec_shed_total": 20.0 * i},
                 "worker-features": {"newsrec_stream_consumer_lag": 7.0}} for i in range(5)]
     phases = [_phase("warm", c / 2, 20), _phase("rise", c, 30, 5, shed_p99),
-              _phase("hold", hold_goodput, hold_p99, 50, shed_p99, failures), _phase("decay", c, 25),
+              _phase("hold", hold_goodput, hold_p99, hold_shed, shed_p99, failures), _phase("decay", c, 25),
               _phase("tail", c / 2, 20)]
     return {"capacity_rps": c, "surge_users": {"base": 5, "peak": 50}, "metrics": metrics,
             "surge": {"phases": phases, "history": history, "spans_s": [10, 5, 20, 10, 5]}}
@@ -48,9 +49,20 @@ def test_series_turns_cumulative_counts_into_rates_and_joins_the_scraped_metrics
 
 def test_checks_pass_and_fail_on_each_target():
     good = load_report.surge_checks(_system(100, 95, 60, 3))
-    assert all(good["checks"].values()) and good["shed_total"] == 550
-    bad = load_report.surge_checks(_system(100, 80, 140, 12, failures=2))["checks"]
+    assert all(good["checks"].values()) and good["shed_total"] == 5 * 10 + 405 * 10
+    assert good["hold_offered_over_C"] == 5.0
+    bad = load_report.surge_checks(_system(100, 80, 140, 12, failures=2, hold_offered=300))["checks"]
     assert not any(bad.values())
+
+
+def test_a_run_that_shed_nothing_has_no_shed_latency_to_judge():
+    quiet = load_report.surge_checks(_system(100, 95, 60, None))
+    assert quiet["checks"]["shed_p99_under_10ms"] is None
+    results = {"command": "x", "cpus": 2, "systems": {"naive": _system(100, 95, 60, None)}}
+    summary = load_report.summarize(results)
+    assert summary["naive"]["met"]  # n/a does not fail the run
+    results["summary"] = summary
+    assert "- shed_p99_under_10ms: n/a" in load_report.markdown(results)
 
 
 def test_write_produces_every_artifact_with_ratios(tmp_path):

@@ -69,6 +69,10 @@ class EventPublisher:
         self._producer: KafkaProducer | None = None
         self._connecting = asyncio.Lock()
         self._last_failure: tuple[float, str] | None = None  # (monotonic time, reason) of the last failed connect
+        # A broker that dies under a connected producer: after one publish timed out, the next ones fail at once
+        # for reconnect_backoff_s (a request must not hold its slot for produce_timeout_ms each), then one probe
+        # goes through; its success closes the breaker.
+        self._open_until, self._open_reason, self._probing = 0.0, "", False
 
     @property
     def connected(self) -> bool:
@@ -123,6 +127,7 @@ class EventPublisher:
         if not records:
             return
         producer = await self._ready_producer()
+        probe = self._admit()
         loop = asyncio.get_running_loop()
         acked = _AllAcked(loop, len(records))
         payload = [(t, None if k is None else k.encode(), e.to_bytes()) for t, k, e in records]
@@ -139,8 +144,24 @@ class EventPublisher:
             await asyncio.wait_for(acked.done, max(deadline - loop.time(), 0.0))
         except (TimeoutError, KafkaError) as exc:
             what = "no ack" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise BrokerUnavailable(f"the broker at {self.settings.bootstrap_servers} did not acknowledge "
-                                    f"{len(records)} record(s) within {timeout_s:g} s ({what})") from None
+            reason = (f"the broker at {self.settings.bootstrap_servers} did not acknowledge {len(records)} "
+                      f"record(s) within {timeout_s:g} s ({what})")
+            self._open_until, self._open_reason = time.monotonic() + self.reconnect_backoff_s, reason
+            raise BrokerUnavailable(reason) from None
+        else:
+            self._open_until = 0.0
+        finally:
+            if probe:
+                self._probing = False
+
+    def _admit(self) -> bool:
+        """Raise at once while the breaker is open; True when this publish is the one probe of a half-open one."""
+        if not self._open_until:
+            return False
+        if time.monotonic() < self._open_until or self._probing:
+            raise BrokerUnavailable(f"{self._open_reason}; failing fast until the broker answers again")
+        self._probing = True
+        return True
 
     async def close(self, timeout_s: float = 2.0) -> None:
         """Flush what is pending (bounded) and disconnect."""

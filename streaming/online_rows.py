@@ -5,7 +5,8 @@ then wait for their clicks (joined by impression_id within a window of event tim
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,11 +55,41 @@ class JoinStats:
 
 
 @dataclass
+class LowWatermark:
+    """Event-time progress of a stream read from several partitions: the oldest of the partitions' latest event
+    times. Kafka orders events within a partition only, so a consumer behind on a backlog may drain one partition
+    hours ahead of the others; a watermark taken from the latest event of any partition would then declare every
+    other partition's unread events late. Never decreases. A partition that delivered nothing for `idle_s` (quiet,
+    revoked at a rebalance, or never assigned) stops holding it back, so one idle partition cannot stall the join.
+    """
+
+    idle_s: float
+    value: float = 0.0
+    _marks: dict[Hashable, tuple[float, float]] = field(default_factory=dict)  # source -> (latest event t, heard at)
+
+    def expect(self, sources: Iterable[Hashable], now_s: float) -> None:
+        """Partitions that will deliver: until one is heard from (or idle_s passes) the watermark waits for it."""
+        for source in sources:
+            self._marks.setdefault(source, (-math.inf, now_s))
+
+    def observe(self, marks: Iterable[tuple[Hashable, float]], now_s: float) -> float:
+        """(source, event time) of each consumed event; returns the updated watermark."""
+        for source, t_s in marks:
+            latest = self._marks.get(source, (-math.inf, now_s))[0]
+            self._marks[source] = (max(latest, t_s), now_s)
+        live = [t for t, heard in self._marks.values() if now_s - heard < self.idle_s]
+        if live:
+            self.value = max(self.value, min(live))
+        return self.value
+
+
+@dataclass
 class ClickJoiner:
     """Holds impressions until `window_s` of event time has passed, labelling them with the clicks that arrive.
 
     Clicks may be consumed before their impression (two topics): they wait, keyed by impression id, as long.
-    The watermark is the latest event time seen; an impression is final once watermark > t_s + window_s.
+    The caller moves the event-time watermark (advance; a LowWatermark over the partitions it reads); an
+    impression is final once watermark > t_s + window_s.
     """
 
     window_s: float
@@ -86,10 +117,8 @@ class ClickJoiner:
         self.stats.clicks_joined += len(clicked)
         self._pending[p.impression_id] = (p, clicked)
         self.stats.impressions += 1
-        self.watermark_s = max(self.watermark_s, p.t_s)
 
     def add_click(self, impression_id: str | None, news_id: str, t_s: float) -> None:
-        self.watermark_s = max(self.watermark_s, t_s)
         if impression_id is None:
             self.stats.clicks_unmatched += 1
         elif impression_id in self._pending:

@@ -45,6 +45,8 @@ class OnlineTrainingConfig(BaseModel):
     logloss_tolerance: float = 0.0    # ... and log loss may not be worse at all
     # event time a shown item may still be clicked (the synthetic world's last click comes ~80 s after)
     join_window_s: float = Field(default=300.0, gt=0)
+    # wall seconds a partition may deliver nothing before it stops holding the event-time watermark back
+    partition_idle_s: float = Field(default=30.0, gt=0)
     min_train_rows: int = Field(default=2_000, ge=1)     # rows in the window before the first step
     eval_every_s: float = Field(default=10.0, ge=0)      # wall seconds between gate evaluations
     # Version churn bound: at most one promotion per this many wall seconds (each promotion is a registry

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from recsys.dataset import Articles
 from recsys.registry import ModelRegistry
 from recsys.item_table import ItemTable
 from streaming.events import ArticleEvent, ClickEvent, ImpressionEvent, ItemVectorEvent, ModelUpdateEvent
-from streaming.online_rows import ClickJoiner, RowBuilder
+from streaming.online_rows import ClickJoiner, LowWatermark, RowBuilder
 from streaming.online_training import (OnlineTrainingConfig, RowWindow, fine_tune, gate, holdout_metrics,
                                        load_ranker, stage_child)
 
@@ -80,6 +80,7 @@ class OnlineTrainer:
         self.stats = TrainerStats()
         self.rng = np.random.default_rng(cfg.seed)
         self.joiner = ClickJoiner(cfg.join_window_s)
+        self.watermark = LowWatermark(cfg.partition_idle_s)
         self._articles: dict[str, _Article] = {}
         if catalogue is not None:
             for i, n in enumerate(catalogue.news_ids):
@@ -123,27 +124,35 @@ class OnlineTrainer:
         self._encode(list(dict.fromkeys(e.news_id for e in events)))
 
     # -- one micro-batch --------------------------------------------------------------------------------------------
-    async def handle(self, events: Sequence[object]) -> list[ModelUpdateEvent]:
+    async def handle(self, events: Sequence[object],
+                     sources: Sequence[Hashable] | None = None) -> list[ModelUpdateEvent]:
         """Articles -> item table; impressions -> features read now -> pending; clicks -> labels; then train and
         maybe promote (in a thread: the worker's event loop keeps answering /readyz meanwhile). Other event types
-        are ignored."""
+        are ignored. `sources`: each event's partition (e.g. (topic, partition)); None = one ordered stream."""
         self.stats.events += len(events)
         self.add_articles([e.article if isinstance(e, ItemVectorEvent) else e for e in events
                            if isinstance(e, ArticleEvent | ItemVectorEvent)])
-        # An impression whose click window has already closed (a backlog replayed late) would get features read
-        # long after it was shown -- and an unknown share of its clicks: it is counted and skipped.
+        # An impression whose click window had already closed when it was consumed -- on its partition's
+        # low watermark, not on another partition's newer events -- would get features read long after it was
+        # shown and an unknown share of its clicks: it is counted, logged and skipped.
         cutoff = self.joiner.watermark_s - self.cfg.join_window_s
         imps = [e for e in events if isinstance(e, ImpressionEvent)]
-        self.stats.late_impressions += sum(e.time_s < cutoff for e in imps)
+        if late := sum(e.time_s < cutoff for e in imps):
+            self.stats.late_impressions += late
+            log.warning("%d of %d impressions consumed after their click window closed (watermark %.0f): skipped",
+                        late, len(imps), self.joiner.watermark_s)
         for p in await self.rows.build([e for e in imps if e.time_s >= cutoff]):
             self.joiner.add_impression(p)
         for c in (e for e in events if isinstance(e, ClickEvent)):
             self.joiner.add_click(c.impression_id, c.news_id, c.time_s)
+        joined = [(src, e.time_s) for src, e in zip(sources or [None] * len(events), events, strict=True)
+                  if isinstance(e, ImpressionEvent | ClickEvent)]
+        self.watermark.observe(joined, self.clock())
         update = await asyncio.to_thread(self.train_and_gate)
         return [update] if update is not None else []
 
     def train_and_gate(self) -> ModelUpdateEvent | None:
-        self.window.add(self.joiner.advance())
+        self.window.add(self.joiner.advance(self.watermark.value))
         if self.window.size >= self.cfg.min_train_rows and self.window.new_rows >= self.cfg.min_new_rows:
             started = time.perf_counter()
             steps = len(fine_tune(self.candidate, self.opt, self.window, self.rng))

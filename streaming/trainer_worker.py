@@ -20,6 +20,7 @@ from streaming.feature_updater import RedisSettings
 from streaming.online_training import OnlineTrainingConfig
 from streaming.producer import BrokerUnavailable, EventPublisher
 from streaming.settings import StreamSettings
+from streaming.topics import topic_partitions
 from streaming.trainer import OnlineTrainer
 
 log = logging.getLogger("newsrec.streaming.trainer")
@@ -63,9 +64,14 @@ class TrainerHandler:
         catalogue = await asyncio.to_thread(load_catalogue, s.catalogue_dir) if s.catalogue_dir else None
         self.trainer = await asyncio.to_thread(OnlineTrainer, ModelRegistry(s.registry), self.store, s.training,
                                                catalogue, threads=s.threads)
+        # the join waits for every partition of impressions and clicks until each is heard from (or idle)
+        partitions = topic_partitions(s.stream)
+        joined = [s.stream.topics.name(t) for t in ("impressions", "clicks")]
+        self.trainer.watermark.expect([(t, p) for t in joined for p in range(partitions[t])], self.trainer.clock())
 
     async def handle(self, batch: Sequence[Delivery]) -> Outcome:
-        self._unannounced += await self.trainer.handle([d.event for d in batch])
+        self._unannounced += await self.trainer.handle([d.event for d in batch],
+                                                       [(d.topic, d.partition) for d in batch])
         if self._unannounced:
             try:
                 await self.publisher.publish(self.settings.stream.topics.name("model_updates"), None,

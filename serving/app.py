@@ -32,6 +32,7 @@ from recsys.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
 from serving.http_metrics import ResponseCounter
 from serving.index import LiveIndex
+from serving.ivf import calibration_readers
 from serving.item_counters import concat_counters
 from recsys.item_table import ItemTable
 from serving.logging_json import RequestIdMiddleware, install_json_logging, request_id_of
@@ -107,6 +108,8 @@ def _load_models(settings: ServeSettings, version: str | None, catalogue: Articl
         items.upsert(catalogue.news_ids, vecs, catalogue.subcategory_name, catalogue.category_name,
                      catalogue.publish_s)
         index.upsert(catalogue.news_ids, vecs, catalogue.publish_s, catalogue.expire_s)
+        # a large pool searches by IVF: its nprobe is chosen against exact search on reader vectors (serving.ivf)
+        index.set_calibration_queries(calibration_readers(backend.user_vectors, vecs, history_len=spec.history_len))
     # warm-up: first calls allocate; do them before any request can see this version
     backend.user_vectors(np.full((1, spec.history_len), -1), np.zeros((1, spec.embedding_dim), np.float32))
     backend.rank(np.zeros((1, len(spec.ranker_features)), np.float32))
@@ -330,6 +333,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if app.state.ready:
             metrics.pool.set(app.state.pipeline.index.snapshot.size)
             metrics.index_version.set(app.state.pipeline.index.snapshot.version)
+            if (ivf := app.state.pipeline.index.ivf_stats) is not None:
+                metrics.ivf_nprobe.set(ivf.nprobe)
+                metrics.ivf_recall.set(ivf.recall if ivf.recall is not None else float("nan"))
         return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
 
     return app

@@ -1,13 +1,16 @@
-"""The live article pool for retrieval: exact FAISS inner-product search over articles inside their lifetime.
+"""The live article pool for retrieval: FAISS inner-product search over articles inside their lifetime, exact for
+pools under IVF_MIN_ARTICLES, inverted-file (serving.ivf, recall-calibrated) above.
 
 Copy-on-write: every change (new articles, removals, expiry, counter refresh) builds a new immutable snapshot and
 swaps one reference, so a search never sees a half-applied change and never takes a lock. At 10^4-10^5 articles
-of 65 dims a rebuild is a few milliseconds; exact search is exact and supports add/remove (HNSW cannot remove
-ids). Index vectors carry one extra dimension, w * log1p(recent clicks), read with weight 1 by queries.
+of 65 dims a rebuild is a few milliseconds (IVF lists are kept per article, never re-assigned); both support
+add/remove (HNSW cannot remove ids). Index vectors carry one extra dimension, w * log1p(recent clicks), read
+with weight 1 by queries.
 """
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ import numpy as np
 from feature_store.base import ItemCounters
 from recsys.retrieval import augment_items, augment_users
 from serving.item_counters import CLICKS_6H, PoolCounters
+from serving.ivf import IVF_MIN_ARTICLES, RECHECK_S, IvfQuantizer, IvfStats
 from recsys.item_table import ItemTable
 
 TRENDING_PREFIX = 512  # trending answers are picked from the most-clicked rows first (see trending_rows)
@@ -55,6 +59,8 @@ class IndexSnapshot:
     counters: PoolCounters | None  # the pool's counters from the last refresh; None until the first one
     index: faiss.Index
     by_clicks: np.ndarray    # rows by clicks_6h, most first (stable): the trending order
+    lists: np.ndarray        # (n,) int64 IVF list of each row; -1 while the index has no quantizer
+    exhaustive: object = None  # search parameters that make `index` exact (IVF: every list), None when it is
 
     @property
     def size(self) -> int:
@@ -64,13 +70,19 @@ class IndexSnapshot:
         return (self.publish_s[rows] <= now_s) & (self.expire_s[rows] > now_s)
 
 
-def _build(version: int, news_ids, vectors, clicks, publish, expire, item_rows, counters, weight: float
-           ) -> IndexSnapshot:
-    index = faiss.IndexFlatIP(vectors.shape[1] + 1)
-    if len(news_ids):
-        index.add(augment_items(vectors, clicks, weight))
+def _build(version: int, news_ids, vectors, clicks, publish, expire, item_rows, lists, counters, weight: float,
+           ivf: IvfQuantizer | None = None) -> IndexSnapshot:
+    """ivf: build an IVF index over the rows' lists; None: exact."""
+    augmented = augment_items(vectors, clicks, weight) if len(news_ids) else None
+    if ivf is not None:
+        index, exhaustive = ivf.build(augmented, lists), faiss.SearchParametersIVF(nprobe=ivf.lists)
+    else:
+        index, exhaustive = faiss.IndexFlatIP(vectors.shape[1] + 1), None
+        if augmented is not None:
+            index.add(augmented)
     by_clicks = np.argsort(-np.log1p(clicks), kind="stable")
-    return IndexSnapshot(version, news_ids, vectors, clicks, publish, expire, item_rows, counters, index, by_clicks)
+    return IndexSnapshot(version, news_ids, vectors, clicks, publish, expire, item_rows, counters, index, by_clicks,
+                         lists, exhaustive)
 
 
 def _member(pool_ids: np.ndarray, news_ids) -> np.ndarray:
@@ -87,11 +99,32 @@ class LiveIndex:
     maps candidates to table rows with a gather; without one, rows read -1 and callers resolve ids themselves.
     """
 
-    def __init__(self, dim: int, popularity_weight: float = 0.0, items: ItemTable | None = None):
+    def __init__(self, dim: int, popularity_weight: float = 0.0, items: ItemTable | None = None,
+                 ivf_min_articles: int = IVF_MIN_ARTICLES):
         self.dim, self.popularity_weight, self.items = dim, popularity_weight, items
+        self.ivf_min_articles = ivf_min_articles
+        self._ivf: IvfQuantizer | None = None  # trained when the pool first reaches ivf_min_articles
+        self._queries: np.ndarray | None = None  # IVF calibration queries (augmented user vectors)
+        self._calibrate: str | None = None  # "full" | "check": recalibrate nprobe on the next rebuild
+        self._checked_at = -RECHECK_S
         self._write = threading.Lock()
         self._snap = _build(0, np.array([], dtype=object), np.zeros((0, dim), np.float32), np.zeros(0),
-                            np.zeros(0), np.zeros(0), np.zeros(0, np.int64), None, popularity_weight)
+                            np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64), None,
+                            popularity_weight)
+
+    @property
+    def ivf_stats(self) -> IvfStats | None:
+        """The IVF's lists, nprobe and measured recall@k against exact search; None while the index is exact."""
+        return self._ivf.stats if self._ivf is not None else None
+
+    def set_calibration_queries(self, user_vecs: np.ndarray) -> None:
+        """Reader vectors (n, D) against which IVF's nprobe is chosen (recall@k vs exact >= serving.ivf's
+        target), now and at every counter refresh (the popularity dimension moves articles between scores)."""
+        with self._write:
+            self._queries = augment_users(np.asarray(user_vecs, np.float32))
+            self._calibrate = "full"
+            s = self._snap
+            self._swap(np.ones(s.size, dtype=bool))
 
     @property
     def snapshot(self) -> IndexSnapshot:
@@ -99,15 +132,31 @@ class LiveIndex:
 
     def _swap(self, keep: np.ndarray, add: tuple | None = None, clicks: np.ndarray | None = None,
               counters: PoolCounters | None = None) -> None:
-        s = self._snap
+        s, w = self._snap, self.popularity_weight
         parts = [s.news_ids[keep], s.vectors[keep], (s.clicks_6h if clicks is None else clicks)[keep],
-                 s.publish_s[keep], s.expire_s[keep], s.item_rows[keep]]
+                 s.publish_s[keep], s.expire_s[keep], s.item_rows[keep], s.lists[keep]]
         counters = counters if counters is not None else s.counters
         counters = None if counters is None else counters.take(keep)
         if add is not None:
-            parts = [np.concatenate([p, a]) for p, a in zip(parts, add)]
+            new_lists = (self._ivf.assign(augment_items(add[1], add[2], w)) if self._ivf is not None
+                         else np.full(len(add[0]), -1, np.int64))
+            parts = [np.concatenate([p, a]) for p, a in zip(parts, (*add, new_lists))]
             counters = None if counters is None else counters.extended(len(add[0]))
-        self._snap = _build(s.version + 1, *parts, counters, self.popularity_weight)
+        n = len(parts[0])
+        if self._ivf is None and n >= self.ivf_min_articles:  # once per index: lists for every row from here on
+            augmented = augment_items(parts[1], parts[2], w)
+            self._ivf = IvfQuantizer(augmented)
+            parts[6] = self._ivf.assign(augmented)
+            self._calibrate = "full"
+        ivf = self._ivf if self._ivf is not None and n >= self.ivf_min_articles // 2 else None
+        snap = _build(s.version + 1, *parts, counters, w, ivf)
+        if ivf is not None and self._calibrate and self._queries is not None and snap.size:
+            # before the swap: no search can be running on this index while nprobe changes
+            exact = faiss.IndexFlatIP(self.dim + 1)
+            exact.add(augment_items(snap.vectors, snap.clicks_6h, w))
+            ivf.calibrate(snap.index, exact, self._queries, full=self._calibrate == "full")
+            self._calibrate, self._checked_at = None, time.monotonic()
+        self._snap = snap
 
     def upsert(self, news_ids, vectors: np.ndarray, publish_s: np.ndarray, expire_s: np.ndarray) -> None:
         """Add articles (or replace those with the same id, keeping their click count)."""
@@ -171,6 +220,8 @@ class LiveIndex:
             src, dst = self._pool_rows(counters.news_ids, read_from)
             pool, read = PoolCounters.zeros(s.size), PoolCounters.read_at(counters, t_ref_s)
             pool.values[dst], pool.t_ref_s[dst] = read.values[src], read.t_ref_s[src]
+            if time.monotonic() - self._checked_at >= RECHECK_S:  # popularity moved: is recall still on target?
+                self._calibrate = self._calibrate or "check"
             self._swap(np.ones(s.size, dtype=bool), clicks=pool.values[:, CLICKS_6H].copy(), counters=pool)
 
     def search_rows(self, user_vec: np.ndarray, k: int, now_s: float) -> tuple[np.ndarray, np.ndarray, IndexSnapshot]:
@@ -204,7 +255,8 @@ class LiveIndex:
                     out.append((r[live][:k], sc[live][:k]))
                     break
                 searched = min(s.size, searched * 4)
-                sc, r = (a[0] for a in s.index.search(queries[q:q + 1], searched))
+                # IVF: the probed lists may hold too few live articles; the wider search reads every list
+                sc, r = (a[0] for a in s.index.search(queries[q:q + 1], searched, params=s.exhaustive))
         return out, s
 
     def search(self, user_vec: np.ndarray, k: int, now_s: float, exclude: frozenset[str] = frozenset()

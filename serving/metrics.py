@@ -21,6 +21,9 @@ class ServingMetrics:
         self.events = Counter("newsrec_events_total", "Events accepted by type", ["type"], registry=r)
         self.pool = Gauge("newsrec_pool_articles", "Articles in the live index", registry=r)
         self.index_version = Gauge("newsrec_index_version", "Live index snapshot version", registry=r)
+        self.ivf_nprobe = Gauge("newsrec_index_ivf_nprobe", "IVF lists probed per search (absent: exact)", registry=r)
+        self.ivf_recall = Gauge("newsrec_index_ivf_recall", "IVF recall@k vs exact search on calibration readers",
+                                registry=r)
         self.swaps = Counter("newsrec_model_swaps_total", "Model version changes picked up, by outcome", ["outcome"],
                              registry=r)
         self.model = Info("newsrec_model", "Served model version and inference backend", registry=r)

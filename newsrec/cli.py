@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from newsrec import (cli_data, cli_demo, cli_models, cli_registry, cli_serve, cli_services, cli_simulate,
-                     cli_workers)
+from newsrec import (cli_data, cli_demo, cli_encoders, cli_models, cli_registry, cli_serve, cli_services,
+                     cli_simulate, cli_workers)
 
 app = typer.Typer(help="newsrec: a production news recommender (train, serve, stream).", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -14,6 +14,7 @@ cli_services.register(app)
 cli_demo.register(app)
 cli_models.register(app)
 cli_serve.register(app)
+cli_encoders.register(app)
 cli_workers.register(app)
 cli_simulate.register(app)
 

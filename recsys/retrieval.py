@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -102,8 +103,12 @@ def retrieval_scores(item_vecs: np.ndarray, clicks_6h: np.ndarray, user_vec: np.
     return augment_items(item_vecs, clicks_6h, weight) @ augment_users(user_vec[None, :])[0]
 
 
-def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tuple[ItemTower, UserTower, list]:
+def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig, item_tower: nn.Module | None = None,
+                    item_inputs: dict[str, np.ndarray] | None = None) -> tuple[nn.Module, UserTower, list]:
     """Train both towers on the train split's clicks; returns the towers and the per-epoch mean loss.
+
+    item_tower / item_inputs (one row per article) replace the default ItemTower and its hashed-text inputs, e.g.
+    a tower over precomputed sentence embeddings (recsys/encoder_compare.py); the training itself is unchanged.
 
     Mixed negative sampling: each batch's softmax runs over its own clicked articles (in-batch) plus one
     uniformly drawn live article per example (what retrieval must rank against at serving time). Each sampled
@@ -112,9 +117,12 @@ def train_two_tower(ds: Dataset, spec: FeatureSpec, cfg: RetrievalConfig) -> tup
     """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    item_tower = ItemTower(len(spec.categories), len(spec.subcategories), spec.token_buckets, spec.embedding_dim)
+    if item_tower is None:
+        item_tower = ItemTower(len(spec.categories), len(spec.subcategories), spec.token_buckets,
+                               spec.embedding_dim)
     user_tower = UserTower(spec.embedding_dim, spec.history_len)
-    inputs = {k: torch.from_numpy(v) for k, v in ds.articles.model_inputs(spec).items()}
+    item_inputs = ds.articles.model_inputs(spec) if item_inputs is None else item_inputs
+    inputs = {k: torch.from_numpy(v) for k, v in item_inputs.items()}
     a = ds.articles
     split = ds.train
     clicked = np.nonzero(split.row_label == 1)[0]

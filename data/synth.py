@@ -7,6 +7,7 @@ DIR/truth (see data.truth).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -125,6 +126,13 @@ def write_world(config: WorldConfig, out_dir: Path) -> World:
     mind.write_behaviors_rows(out_dir / "dev" / BEHAVIORS_FILE, chain(carry, (r for _, r in rows)))
     truth.finish(world)
     return world
+
+
+def is_written(config: WorldConfig, out_dir: Path) -> bool:
+    """Whether `out_dir` holds the world `config` draws: its truth was written from this very config (a world
+    written before a config field was added or changed is not, and callers that write "once" rewrite it)."""
+    meta = Path(out_dir) / "truth" / "world.json"
+    return meta.exists() and json.loads(meta.read_text()).get("config") == json.loads(json.dumps(config.to_json()))
 
 
 def preset(name: str, seed: int | None = None) -> WorldConfig:

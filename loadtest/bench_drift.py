@@ -6,8 +6,9 @@ real stack, scored against the world's ground truth.
   frozen             features and model frozen at the window start (no updater; its own copy of the store)
 All three serve the same catalogue (an article is live from its publish time, as for every system), start from one
 model trained only on the world's log before the first window, and are asked for the same readers at the same
-simulated instants. Per window: materialize the store as of its start, replay the world's events into Kafka at a
-speed-up stamped with world time (every replica's clock runs at that speed-up too), query, score.
+simulated instants: each world minute, the readers who read in that minute (drift_world.ActiveReaders). Per
+window: materialize the store as of its start, replay the world's events into Kafka at a speed-up stamped with
+world time (every replica's clock runs at that speed-up too), query, score.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from data.truth import GroundTruth
 from feature_store.materialize import materialize_world
 from loadtest.drift_report import plot, summarize
 from loadtest.drift_stack import Processes, SimClock, copy_prefix, drop_prefix, replay
-from loadtest.drift_world import (Scorer, Window, default_events, drift_events, past_world, sample_readers,
+from loadtest.drift_world import (ActiveReaders, Scorer, Window, default_events, drift_events, past_world,
                                   windows)
 from recsys.dataset import load_dataset
 from recsys.features import FeatureSpec
@@ -56,7 +57,7 @@ class DriftConfig:
     pre_min: float = 20.0          # world minutes replayed before each event ...
     post_min: float = 60.0         # ... and after it
     step_min: float = 1.0          # world minutes between two measurements
-    readers: int = 60
+    readers: int = 60              # at most this many of the readers who read in each measured minute
     events: tuple[str, ...] = ()   # DriftEvent names; () = the interest shift and the breaking news nearest to it
     # wall seconds the stack gets to start (and the store to be materialized) before the clock reaches the window;
     # None: 45 s + the events to materialize at 700/s (measured here: 850-1650/s on a busy 2-core box)
@@ -83,11 +84,14 @@ def base_model(cfg: DriftConfig, until_s: float) -> Path:
     return registry.root
 
 
-async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, readers: list[str], urls: dict[str, str],
+async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, active: ActiveReaders, urls: dict[str, str],
                   w: Window) -> list[dict]:
-    """At each instant: every system's top 10 for every sampled reader, scored at that instant's world time."""
+    """At each instant t: every system's top 10 for the readers who read in [t, t + step) (at most cfg.readers),
+    scored at t against the truth. `informed`: the shifted ones among them who clicked since the shift (the
+    stream has carried a sign of their new interests); None in a window without the shift."""
     out, step_s = [], cfg.step_min * 60
     shifted = set(scorer.truth.meta["interest_shift"]["user_ids"])
+    shift_s = next((e.time_s for e in w.events if e.name == "interest_shift"), None)
     sem = asyncio.Semaphore(cfg.concurrency)
     async with httpx.AsyncClient(timeout=10.0) as client:
         async def ask(system: str, user: str) -> tuple[str, str, dict | None]:
@@ -105,18 +109,23 @@ async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, readers: li
                 await asyncio.sleep(wait)
             # behind (a late start, a slow instant): measure now rather than at an instant already past
             t = max(t, clock.now() - scorer.start_unix)
+            readers = active.sample(t, t + step_s, cfg.readers, cfg.seed + int(t))
             answers = await asyncio.gather(*(ask(s, u) for u in readers for s in SYSTEMS))  # a reader's 3 together
             ideals = await asyncio.to_thread(lambda at=float(t): {u: scorer.ideal(u, at) for u in readers})
+            informed = {u for u in readers if u in shifted and shift_s is not None and shift_s <= t
+                        and scorer.clicked_between(u, shift_s, t)}
             rows: dict[str, list] = {s: [] for s in SYSTEMS}
             for system, user, body in answers:
                 served = [i["news_id"] for i in body["items"]] if body else []
                 ndcg, ctr = scorer.score(user, served, float(t), ideals[user])
-                rows[system].append((user in shifted, ndcg, ctr, body))
+                rows[system].append((user, ndcg, ctr, body))
             for system, got in rows.items():
-                sh = [n for s, n, _, _ in got if s]
-                out.append({"t_s": float(t), "system": system, "ndcg10": float(np.mean([n for _, n, _, _ in got])),
-                            "ctr": float(np.mean([c for _, _, c, _ in got])),
-                            "ndcg10_shifted": float(np.mean(sh)) if sh else None, "readers": len(got),
+                mean = lambda vals: float(np.mean(vals)) if vals else None  # noqa: E731
+                out.append({"t_s": float(t), "system": system, "readers": len(got),
+                            "ndcg10": mean([n for _, n, _, _ in got]), "ctr": mean([c for _, _, c, _ in got]),
+                            "ndcg10_shifted": mean([n for u, n, _, _ in got if u in shifted]),
+                            "ndcg10_informed": mean([n for u, n, _, _ in got if u in informed]),
+                            "shifted": sum(u in shifted for u, *_ in got), "informed": len(informed),
                             "errors": sum(b is None for *_, b in got),
                             "sources": dict(Counter(b["source"] for *_, b in got if b)),
                             "model_versions": sorted({b["model_version"][:5] for *_, b in got if b})})
@@ -137,7 +146,8 @@ def run_window(cfg: DriftConfig, endpoints, w: Window, k: int, base: Path, truth
 
     wdir = cfg.out / f"window-{k}"
     shutil.rmtree(wdir, ignore_errors=True)
-    readers = sample_readers(ds, truth, w, cfg.readers, cfg.seed + k)
+    active = ActiveReaders(ds, truth)
+    readers = active.between(w.start_s, w.end_s + cfg.step_min * 60)  # every reader an instant may ask
     scorer = Scorer(truth, ds, readers)
     start_unix, end_unix = scorer.start_unix + w.start_s, scorer.start_unix + w.end_s
     live, frozen, topics = f"drift{k}-live", f"drift{k}-frozen", f"drift{k}-"
@@ -181,7 +191,7 @@ def run_window(cfg: DriftConfig, endpoints, w: Window, k: int, base: Path, truth
 
         async def both():
             return await asyncio.gather(replay(cfg.world, start_unix, end_unix, clock, stream, topics),
-                                        measure(cfg, clock, scorer, readers, urls, w))
+                                        measure(cfg, clock, scorer, active, urls, w))
 
         replayed, points = asyncio.run(both())
         trainer = _trainer_stats(urls["trainer"])
@@ -194,7 +204,8 @@ def run_window(cfg: DriftConfig, endpoints, w: Window, k: int, base: Path, truth
                    "t_s": round(clock.world_at(datetime.fromisoformat(h["at"]).timestamp()) - scorer.start_unix, 1)}
                   for h in ModelRegistry(registries["online"]).history() if h["version"] != base_version]
     return {"window": {"start_s": w.start_s, "end_s": w.end_s}, "events": [e.__dict__ for e in w.events],
-            "readers": readers, "points": points, "replay": replayed, "trainer": trainer, "promotions": promotions,
+            "readers_in_window": len(readers), "points": points, "replay": replayed, "trainer": trainer,
+            "promotions": promotions,
             "setup": {"materialized": materialized, "frozen_keys_copied": copied, "seconds": round(setup_s, 1),
                       "start_margin_s": round(margin, 1),
                       "stack_ready_late_s": round(ready_late_s, 1)}, "exit_codes": procs.exit_codes}

@@ -1,6 +1,7 @@
 """The figures of `newsrec bench drift` from its raw points: per event and system, the pre-event nDCG@10 and CTR,
 the longest stretch below 90% of the pre-event nDCG@10 (the recovery target is <= 5 world minutes), post-event
-means, whether the online system beats both frozen ones; and the curves over time (PNG)."""
+means (all active readers; the shifted ones; those whose post-shift clicks the stream carried), whether the online
+system beats both frozen ones; and the curves over time (PNG)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ def _below_stretches(t: np.ndarray, ok: np.ndarray, end_s: float) -> tuple[float
 
 
 def event_summary(points: list[dict], system: str, t_event: float, pre_s: float, post_end_s: float) -> dict:
-    pts = sorted((p for p in points if p["system"] == system), key=lambda p: p["t_s"])
+    """Instants with no active reader are left out. The 90% line is the mean pre-event nDCG@10 of the readers
+    active in each pre-event minute: the same kind of reader as after it."""
+    pts = sorted((p for p in points if p["system"] == system and p["ndcg10"] is not None), key=lambda p: p["t_s"])
     t = np.array([p["t_s"] for p in pts])
     ndcg, ctr = np.array([p["ndcg10"] for p in pts]), np.array([p["ctr"] for p in pts])
     pre = (t >= t_event - pre_s) & (t < t_event)
@@ -36,14 +39,22 @@ def event_summary(points: list[dict], system: str, t_event: float, pre_s: float,
     level = float(ndcg[pre].mean())
     longest, recovered = _below_stretches(t[post], ndcg[post] >= RECOVERY_SHARE * level, post_end_s)
     first_ok = t[post][ndcg[post] >= RECOVERY_SHARE * level]
-    shifted = [p["ndcg10_shifted"] for p, after in zip(pts, post) if after and p["ndcg10_shifted"] is not None]
+    first5 = post & (t < t_event + RECOVERY_TARGET_MIN * 60)
+
+    def post_mean(key: str) -> float | None:
+        vals = [p[key] for p, after in zip(pts, post) if after and p.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
     return {"measured": True, "pre_ndcg10": level, "pre_ctr": float(ctr[pre].mean()),
             "post_ndcg10": float(ndcg[post].mean()), "post_ctr": float(ctr[post].mean()),
+            "first5_ndcg10": float(ndcg[first5].mean()) if first5.any() else None,
             "min_post_ndcg10": float(ndcg[post].min()),
             "first_at_90pct_min": float((first_ok[0] - t_event) / 60) if first_ok.size else None,
             "longest_below_90pct_min": float(longest), "at_90pct_at_end": recovered,
             "recovery_target_met": bool(longest <= RECOVERY_TARGET_MIN and recovered),
-            "post_ndcg10_shifted_readers": float(np.mean(shifted)) if shifted else None,
+            "post_ndcg10_shifted_readers": post_mean("ndcg10_shifted"),
+            "post_ndcg10_informed_readers": post_mean("ndcg10_informed"),
+            "readers_per_instant": float(np.median([p["readers"] for p in pts])),
             "instants": int(post.sum() + pre.sum())}
 
 
@@ -79,6 +90,7 @@ def plot(results: dict, path: Path) -> None:
             ax = axes[i][j]
             for s in results["systems"]:
                 pts = sorted((p for p in w["points"] if p["system"] == s), key=lambda p: p["t_s"])
+                pts = [p for p in pts if p[metric] is not None]
                 ax.plot([(p["t_s"] - t0) / 60 for p in pts], [p[metric] for p in pts], label=s, color=colors[s],
                         marker=".", linewidth=1.2)
             for e in w["events"]:
@@ -92,7 +104,8 @@ def plot(results: dict, path: Path) -> None:
                 if first.get("measured"):
                     ax.axhline(RECOVERY_SHARE * first["pre_ndcg10"], color="tab:green", linestyle=":",
                                linewidth=0.8, label="90% of online pre-event")
-            ax.set_ylabel({"ndcg10": "nDCG@10 (true relevance)", "ctr": "CTR (true click prob., top 10)"}[metric])
+            ax.set_ylabel({"ndcg10": "nDCG@10 (true relevance)", "ctr": "CTR (true click prob., top 10)"}[metric]
+                          + "\nreaders active that minute")
             ax.grid(True, alpha=0.3)
             if i == 1:
                 ax.set_xlabel(f"world minutes from {w['events'][0]['name']} (green ticks: promoted versions)")

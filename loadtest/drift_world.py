@@ -77,24 +77,30 @@ def past_world(world: Path, until_s: float, out: Path, dev_hours: float = 6.0) -
     return out
 
 
-def sample_readers(ds: Dataset, truth: GroundTruth, window: Window, n: int, seed: int) -> list[str]:
-    """n readers who read during the window and have a history; half of them shifted readers when the window
-    holds the interest shift (their curve is where drift shows)."""
-    rng = np.random.default_rng(seed)
-    lo, hi = window.start_s - ds_offset(ds, truth), window.end_s - ds_offset(ds, truth)
-    active = set()
-    for split in (ds.train, ds.dev):
-        seen = (split.imp_t >= lo) & (split.imp_t < hi) & (split.history_len > 0)
-        active.update(split.imp_user[seen].tolist())
-    active = sorted(active)
-    shifted = set(truth.meta["interest_shift"]["user_ids"])
-    if not any(e.name == "interest_shift" for e in window.events):
-        return sorted(rng.choice(active, min(n, len(active)), replace=False).tolist())
-    a = [u for u in active if u in shifted]
-    b = [u for u in active if u not in shifted]
-    na = min(n // 2, len(a))
-    picked = rng.choice(a, na, replace=False).tolist() + rng.choice(b, min(n - na, len(b)), replace=False).tolist()
-    return sorted(picked)
+class ActiveReaders:
+    """Who reads when: the readers with a logged impression in a stretch of world time, who would get a feed from
+    the system then. Scoring them (rather than a fixed sample, mostly idle in any given minute) is what recovery
+    means: a reader who does not come back is served nothing, and no system can learn a shift nobody reveals.
+    Readers with no history at that impression are left out (every system serves them the same trending list)."""
+
+    def __init__(self, ds: Dataset, truth: GroundTruth):
+        off = ds_offset(ds, truth)
+        t = np.concatenate([sp.imp_t[sp.history_len > 0] for sp in (ds.train, ds.dev)]) + off
+        u = np.concatenate([sp.imp_user[sp.history_len > 0] for sp in (ds.train, ds.dev)]).astype(str)
+        order = np.argsort(t, kind="stable")
+        self.t, self.user = t[order], u[order]
+
+    def between(self, lo_s: float, hi_s: float) -> list[str]:
+        """The readers with an impression in [lo_s, hi_s) (world seconds), sorted."""
+        a, b = np.searchsorted(self.t, [lo_s, hi_s])
+        return sorted(set(self.user[a:b].tolist()))
+
+    def sample(self, lo_s: float, hi_s: float, n: int, seed: int) -> list[str]:
+        """At most n of them (a seeded sample when more read then)."""
+        readers = self.between(lo_s, hi_s)
+        if len(readers) <= n:
+            return readers
+        return sorted(np.random.default_rng(seed).choice(readers, n, replace=False).tolist())
 
 
 def ds_offset(ds: Dataset, truth: GroundTruth) -> float:
@@ -124,6 +130,11 @@ class Scorer:
                 self.read[u] += [(t, str(a.news_ids[split.row_item[r]])) for r in range(lo, hi)
                                  if split.row_label[r] == 1]
         self.discount = 1.0 / np.log2(np.arange(2, 12))
+
+    def clicked_between(self, user: str, lo_s: float, hi_s: float) -> bool:
+        """Whether the reader clicked in [lo_s, hi_s): after an interest shift, whether the stream has carried any
+        sign of the reader's new interests yet."""
+        return any(lo_s <= when < hi_s for when, _ in self.read.get(user, []))
 
     def ideal(self, user: str, t: float) -> np.ndarray:
         """The best 10 gains of the live pool at world second t, the reader's earlier clicks left out."""

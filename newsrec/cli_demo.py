@@ -27,7 +27,7 @@ def demo(
 ) -> None:
     """Start Redis and the broker, build (once) and check the news world, and print what the system can do."""
     from data.synth import preset as get_preset
-    from data.synth import write_world
+    from data.synth import is_written, write_world
     from data.validate import format_stats, validate_dir
     from recsys.learnability import learnability_report
 
@@ -37,7 +37,7 @@ def demo(
 
     out = world_dir(preset)
     typer.secho(f"\n== 2. the {preset} news world at {out}", bold=True)
-    if not (out / "truth" / "world.json").exists():
+    if not is_written(get_preset(preset), out):  # missing, or written from an older config: (re)generate
         write_world(get_preset(preset), out)
         typer.echo("generated")
     else:

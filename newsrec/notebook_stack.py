@@ -30,12 +30,12 @@ def state_dir(preset: str) -> Path:
 
 
 def ensure_world(preset: str) -> Path:
-    """var/worlds/<preset>, written (once) the way `newsrec demo` writes it."""
+    """var/worlds/<preset>, written (once per config) the way `newsrec demo` writes it."""
     from data.synth import preset as get_preset
-    from data.synth import write_world
+    from data.synth import is_written, write_world
 
     world = var_dir() / "worlds" / preset
-    if not (world / "truth" / "world.json").exists():
+    if not is_written(get_preset(preset), world):  # missing, or written from an older config
         write_world(get_preset(preset), world)
     return world
 

@@ -10,8 +10,8 @@ from data.synth import preset, write_world
 from data.truth import GroundTruth
 from loadtest.drift_report import _below_stretches, event_summary, summarize
 from loadtest.drift_stack import SimClock
-from loadtest.drift_world import (DriftEvent, Scorer, Window, default_events, drift_events, past_world,
-                                  sample_readers, windows)
+from loadtest.drift_world import (ActiveReaders, DriftEvent, Scorer, Window, default_events, drift_events,
+                                  past_world, windows)
 from recsys.dataset import load_dataset
 
 
@@ -40,14 +40,22 @@ def test_past_world_keeps_only_the_log_before_the_cut(tiny, tmp_path):
     assert len(past.articles.news_ids) == len(ds.articles.news_ids)
 
 
-def test_scorer_matches_the_click_model_and_the_sample_is_active_readers(tiny):
+def test_scorer_matches_the_click_model_and_asks_the_readers_active_then(tiny):
     world, truth, ds = tiny
     (shift,) = [e for e in drift_events(truth) if e.name == "interest_shift"]
-    w = Window(shift.time_s - 3_600, shift.time_s + 3_600, (shift,))
-    readers = sample_readers(ds, truth, w, 10, seed=0)
-    shifted = set(truth.meta["interest_shift"]["user_ids"])
-    assert len(readers) == 10 and sum(u in shifted for u in readers) == 5
+    active = ActiveReaders(ds, truth)
+    lo, hi = shift.time_s, shift.time_s + 1_800
+    readers = active.between(lo, hi)
+    # independently: the readers of the impressions logged then (with a history), from the MIND files
+    off = (ds.origin.to_pydatetime() - truth.start).total_seconds()
+    logged = {str(sp.imp_user[i]) for sp in (ds.train, ds.dev) for i in range(sp.imp_t.size)
+              if lo <= sp.imp_t[i] + off < hi and sp.history_len[i] > 0}
+    assert readers == sorted(logged) and len(readers) >= 10  # the shift lands at a busy hour
+    assert active.sample(lo, hi, 5, seed=0) == active.sample(lo, hi, 5, seed=0) and \
+        len(set(active.sample(lo, hi, 5, seed=0)) & set(readers)) == 5
     scorer = Scorer(truth, ds, readers)
+    clicker = next(u for u in readers if scorer.clicked_between(u, lo, hi))
+    assert not scorer.clicked_between(clicker, hi, hi + 1)
     user, t = readers[0], shift.time_s + 60
     ideal = scorer.ideal(user, t)
     live = np.nonzero((truth.publish_s <= t) & (truth.expire_s > t))[0]
@@ -70,11 +78,13 @@ def test_recovery_is_the_longest_stretch_below_90_percent():
     t = np.array([0, 60, 120, 180, 240, 300, 360.0])
     assert _below_stretches(t, np.array([1, 0, 0, 1, 1, 0, 1], bool), 420) == (2.0, True)
     assert _below_stretches(t, np.array([1, 1, 1, 1, 1, 1, 0], bool), 420) == (1.0, False)
-    points = [{"t_s": float(s), "system": "online", "ndcg10": v, "ctr": v / 10, "ndcg10_shifted": None}
+    points = [{"t_s": float(s), "system": "online", "ndcg10": v, "ctr": v / 10, "ndcg10_shifted": None, "readers": 3}
               for s, v in zip(range(0, 1_200, 60), [0.5] * 10 + [0.3, 0.3, 0.5] + [0.5] * 7)]
     m = event_summary(points, "online", 600, 600, 1_200)
     assert m["pre_ndcg10"] == pytest.approx(0.5) and m["longest_below_90pct_min"] == 2.0
     assert m["recovery_target_met"] and m["first_at_90pct_min"] == 2.0 and m["min_post_ndcg10"] == 0.3
+    quiet = {"t_s": 630.0, "system": "online", "ndcg10": None, "ctr": None, "ndcg10_shifted": None, "readers": 0}
+    assert event_summary([*points, quiet], "online", 600, 600, 1_200) == m  # a minute nobody read: left out
     assert event_summary(points, "online", 0, 600, 1_200) == {"measured": False}  # no instant before it
     results = {"config": {"pre_min": 10, "post_min": 10}, "systems": ["online", "features_streamed", "frozen"],
                "windows": [{"events": [{"name": "e", "time_s": 600.0}],

@@ -141,7 +141,8 @@ def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its
                 pre_min: Annotated[float, typer.Option(help="World minutes before each event.")] = 20.0,
                 post_min: Annotated[float, typer.Option(help="World minutes after each event.")] = 60.0,
                 step_min: Annotated[float, typer.Option(help="World minutes between measurements.")] = 1.0,
-                readers: Annotated[int, typer.Option(help="Sampled readers asked at every instant.")] = 60,
+                readers: Annotated[int, typer.Option(help="At most this many of the readers who read in each "
+                                                          "measured minute are asked.")] = 60,
                 events: Annotated[str, typer.Option(help="Comma separated event names (interest_shift, "
                                                          "breaking_<i>); default: the shift and the nearest "
                                                          "breaking news.")] = "",
@@ -168,8 +169,11 @@ def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its
                 if not m.get("measured"):
                     typer.echo(f"  {name} {s}: not measured")
                     continue
+                f5, inf = m.get("first5_ndcg10"), m.get("post_ndcg10_informed_readers")
                 typer.echo(f"  {name} {s:>17}: pre nDCG@10 {m['pre_ndcg10']:.4f} CTR {m['pre_ctr']:.4f} | post "
-                           f"nDCG@10 {m['post_ndcg10']:.4f} CTR {m['post_ctr']:.4f} | longest below 90% "
+                           f"nDCG@10 {m['post_ndcg10']:.4f} CTR {m['post_ctr']:.4f} | first 5 min nDCG@10 "
+                           f"{'-' if f5 is None else f'{f5:.4f}'} | readers whose new interests the stream carried "
+                           f"{'-' if inf is None else f'{inf:.4f}'} | longest below 90% "
                            f"{m['longest_below_90pct_min']:.0f} min (target <= 5: "
                            f"{'met' if m['recovery_target_met'] else 'NOT met'})")
             if "online_beats_both" in per:

@@ -28,11 +28,13 @@ from serving.articles_api import articles_router
 from serving.backends import load_backend
 from serving.bounded_body import bounded_body
 from serving.backends.base import InferenceBackend
+from recsys.bundle import RANKER
 from recsys.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
 from serving.http_metrics import ResponseCounter
 from serving.index import LiveIndex
 from serving.ivf import calibration_readers
+from serving.int8_ranker import int8_ranker_child
 from serving.item_counters import concat_counters
 from recsys.item_table import ItemTable
 from serving.logging_json import RequestIdMiddleware, install_json_logging, request_id_of
@@ -46,7 +48,9 @@ from streaming.producer import EventPublisher, PublishError
 
 log = logging.getLogger("newsrec.serving")
 SHUTDOWN_WAIT_S = 5.0
-POPULARITY_REFRESH_S = 10.0  # a full read of a 50k pool costs ~0.2 s of Redis and ~0.2 s of this worker
+# a full read of a 50k pool costs ~0.2 s of Redis and ~0.4 s of this worker (py-spy, bench serve: 4-6% of a
+# worker's CPU at 10 s, per worker); counters over 1 h+ windows move little in 20 s
+POPULARITY_REFRESH_S = 20.0
 EVENTS_RETRY_AFTER_S = 1  # the publisher retries a down broker's connection every second
 USER_ID = USER_ID_PATTERN.pattern
 NEWS_ID = NEWS_ID_PATTERN.pattern
@@ -98,8 +102,13 @@ async def _refresh_popularity(app: FastAPI, chunk: int = 250) -> None:
 def _load_models(settings: ServeSettings, version: str | None, catalogue: Articles | None
                  ) -> tuple[str, InferenceBackend, ItemTable, LiveIndex]:
     """A verified model version with its item table and index built and warmed; raises if anything is off."""
-    loaded = ModelRegistry(settings.model.registry).load(version)  # sha256-verified, or it raises
-    backend = load_backend(settings.model.backend, loaded.path, settings.model.intra_op_threads)
+    registry = ModelRegistry(settings.model.registry)
+    loaded = registry.load(version)  # sha256-verified, or it raises
+    int8 = int8_ranker_child(registry, loaded) if settings.model.int8_ranker else None
+    backend = load_backend(settings.model.backend, loaded.path, settings.model.intra_op_threads,
+                           int8.path / RANKER if int8 is not None else None)
+    if int8 is not None:
+        log.info("version %s ranks with the int8 ranker of %s", loaded.version, int8.version)
     spec = backend.spec
     items = ItemTable(spec.embedding_dim)
     index = LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight, items)  # upserts resolve table rows

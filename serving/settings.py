@@ -24,6 +24,9 @@ class ModelSettings(BaseModel):
     version: str | None = None          # default: the registry's current version
     backend: str = "onnxruntime"        # "onnxruntime" | "torch"
     intra_op_threads: int = 1           # 2 cores: one per worker
+    # onnxruntime: rank with the version's int8 child (`newsrec export`) where the registry holds a verified one
+    # (serving.int8_ranker): 1.5x faster over 500 candidates, dAUC +0.0003 on the small world
+    int8_ranker: bool = True
 
 
 class AdmissionSettings(BaseModel):

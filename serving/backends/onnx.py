@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bundle import ModelBundle
+from recsys.export import load_onnx
 from recsys.retrieval import user_inputs
 
 # Request-sized calls (one reader, ~500 candidates) go straight to the sessions: OnnxModel.run's per-call checks
@@ -17,8 +18,11 @@ DIRECT_MAX_ROWS = 4_096
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, version_dir: Path, intra_op_threads: int = 1):
+    def __init__(self, version_dir: Path, intra_op_threads: int = 1, ranker_path: Path | None = None):
         self._bundle = ModelBundle.load(version_dir, intra_op_threads)
+        if ranker_path is not None:  # e.g. the int8 ranker of a child version: same inputs, same output
+            self._bundle.ranker = load_onnx(ranker_path, intra_op_threads)
+            self.name = f"{self.name}+ranker:{Path(ranker_path).parent.name}"  # in /metrics' model info
         self.spec = self._bundle.spec
         self.providers = self._bundle.ranker.providers
         self._user, self._ranker = self._bundle.user, self._bundle.ranker

@@ -149,6 +149,21 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def served_index(metrics_text: str) -> dict:
+    """What one worker's /metrics says it served: pool size, IVF nprobe and recall@500 against exact search on its
+    calibration readers (None: exact search), model version and backend (an int8 ranker shows in the backend)."""
+    lines = metrics_text.splitlines()
+
+    def gauge(name: str) -> float | None:
+        return next((float(ln.split()[-1]) for ln in lines if ln.startswith(name + " ")), None)
+
+    model = next((ln for ln in lines if ln.startswith("newsrec_model_info{")), "")
+    labels = dict(kv.split("=", 1) for kv in model[model.find("{") + 1:model.rfind("}")].split(",") if "=" in kv)
+    return {"pool": gauge("newsrec_pool_articles"), "ivf_nprobe": gauge("newsrec_index_ivf_nprobe"),
+            "ivf_recall_at_500": gauge("newsrec_index_ivf_recall"),
+            "model": {k: v.strip('"') for k, v in labels.items()}}
+
+
 def _step(cfg: BenchConfig, base: str, users: list[str], rate: float, server_pid: int, redis_pid: int | None
           ) -> dict:
     """One step of offered load, with CPU per request of server, Redis and generator, and the other processes'."""
@@ -188,10 +203,8 @@ def _run_system(cfg: BenchConfig, system: str, catalogue: Path, redis_url: str, 
             steps.append(step)
             if step["p99_ms"] > 1_000:  # far past saturation: the rest would only measure queueing
                 break
-        pool = httpx.get(f"{base}/metrics").text
         return {"workers": SYSTEMS[system]["workers"], "env": SYSTEMS[system]["env"], "steps": steps,
-                "pool": next((ln.split()[-1] for ln in pool.splitlines() if ln.startswith("newsrec_pool_articles")),
-                             None)}
+                **served_index(httpx.get(f"{base}/metrics").text)}
     finally:
         _stop(proc)
 

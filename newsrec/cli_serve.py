@@ -94,6 +94,10 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
                    f"; CPU ms/request server {cpu['server']:.2f}, redis {cpu['redis'] or 0:.2f}, load generator "
                    f"{cpu['load_generator']:.2f}; stages (ms) "
                    + ", ".join(f"{k} {v:.2f}" for k, v in r["stage_ms"].items()))
+        search = ("exact search" if r.get("ivf_nprobe") is None else
+                  f"IVF nprobe {r['ivf_nprobe']:.0f}, recall@500 vs exact {r['ivf_recall_at_500']}")
+        typer.echo(f"  pool {r.get('pool')}, {search}; model {r.get('model', {}).get('version')} on "
+                   f"{r.get('model', {}).get('backend')}")
         for s in r["steps"]:
             typer.echo(f"  offered {s['offered_rps']:>5.0f}  achieved {s['achieved_rps']:>6.1f}  p50 {s['p50_ms']:7.1f}"
                        f"  p99 {s['p99_ms']:8.1f}  errors {s['errors']}  shed {s['shed']}"

@@ -42,6 +42,9 @@ SYSTEMS = {
     "optimized_batching_ranker": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2",
                                                   "NEWSREC_RANKER_BATCH_WAIT_MS": "2"}, "workers": 2},
     "optimized_1worker": {"env": _FAST, "workers": 1},
+    # the service before IVF and the int8 ranker (exact search, fp32 ranker), with user tower + search batching
+    "exact_fp32_batching": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2", "NEWSREC_MODEL__INT8_RANKER": "false",
+                                            "NEWSREC_IVF_MIN_ARTICLES": "1000000000"}, "workers": 2},
     "naive": {"env": _COMMON | {"NEWSREC_MODEL__BACKEND": "torch", "NEWSREC_ITEM_FEATURES_FROM_STORE": "true",
                                 "NEWSREC_MICRO_BATCH_WAIT_MS": "0", "NEWSREC_RANKER_BATCH_WAIT_MS": "0"},
               "workers": 1},

@@ -72,7 +72,8 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
                 = "100,200,300,500,700,900",
                 step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0,
                 systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, optimized_batching, "
-                                                          "optimized_batching_ranker, optimized_1worker, naive.")]
+                                                          "optimized_batching_ranker, optimized_1worker, naive, "
+                                                          "exact_fp32_batching (before IVF and the int8 ranker).")]
                 = "optimized,optimized_batching,optimized_batching_ranker,optimized_1worker,naive",
                 step_tries: Annotated[int, typer.Option(help="Runs of a step at most, while other processes keep "
                                                              "more than --max-other-cores busy (shared machines).")]

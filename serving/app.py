@@ -111,7 +111,8 @@ def _load_models(settings: ServeSettings, version: str | None, catalogue: Articl
         log.info("version %s ranks with the int8 ranker of %s", loaded.version, int8.version)
     spec = backend.spec
     items = ItemTable(spec.embedding_dim)
-    index = LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight, items)  # upserts resolve table rows
+    index = LiveIndex(spec.embedding_dim, spec.retrieval_popularity_weight, items,  # upserts resolve table rows
+                      ivf_min_articles=settings.ivf_min_articles)
     if catalogue is not None:
         vecs = backend.item_vectors(catalogue.model_inputs(spec))
         items.upsert(catalogue.news_ids, vecs, catalogue.subcategory_name, catalogue.category_name,

@@ -55,6 +55,7 @@ class ServeSettings(BaseSettings):
     log_json: bool = True               # structured JSON lines with request ids on stderr (serving.logging_json)
     catalogue_dir: Path | None = None   # a MIND world whose articles seed the index at start (until the stream)
     retrieval_k: int = 500
+    ivf_min_articles: int = Field(default=20_000, ge=1)  # pools this large search by IVF (serving.ivf), smaller: exact
     category_cap: int = 3
     item_features_from_store: bool = False  # the naive baseline only
     # micro-batching of concurrent requests (serving.batching): the most a request waits for others, 0..2 ms.

@@ -121,6 +121,8 @@ def _serve(cfg: BenchConfig, catalogue: Path, redis_url: str, prefix: str, port:
     cmd = [sys.executable, "-m", "newsrec.cli", "serve", "--catalogue", str(catalogue), "--registry",
            str(cfg.registry), "--redis-url", redis_url, "--prefix", prefix, "--world-end", "--port", str(port),
            "--workers", str(spec["workers"])]
+    if "NEWSREC_MODEL__BACKEND" in spec["env"]:  # `newsrec serve --backend` (default onnxruntime) overrides the env
+        cmd += ["--backend", spec["env"]["NEWSREC_MODEL__BACKEND"]]
     log = cfg.out / f"serve-{system}.log"  # a file, not a pipe: a full pipe would stall the server mid-run
     with log.open("w") as stderr:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -162,8 +164,9 @@ def served_index(metrics_text: str) -> dict:
 
     model = next((ln for ln in lines if ln.startswith("newsrec_model_info{")), "")
     labels = dict(kv.split("=", 1) for kv in model[model.find("{") + 1:model.rfind("}")].split(",") if "=" in kv)
-    return {"pool": gauge("newsrec_pool_articles"), "ivf_nprobe": gauge("newsrec_index_ivf_nprobe"),
-            "ivf_recall_at_500": gauge("newsrec_index_ivf_recall"),
+    exact = not gauge("newsrec_index_ivf_nprobe")  # a gauge never set reads 0
+    return {"pool": gauge("newsrec_pool_articles"), "ivf_nprobe": None if exact else gauge("newsrec_index_ivf_nprobe"),
+            "ivf_recall_at_500": None if exact else gauge("newsrec_index_ivf_recall"),
             "model": {k: v.strip('"') for k, v in labels.items()}}
 
 

@@ -53,8 +53,9 @@ def serve(catalogue: Annotated[Path | None, typer.Option(help="World whose artic
     if catalogue is not None:
         env["NEWSREC_CATALOGUE_DIR"] = str(catalogue.resolve())
     os.environ.update(env)
+    # access_log off: at log level warning its lines are dropped anyway, after their arguments were formatted
     uvicorn.run("serving.main:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level="warning", access_log=False)
 
 
 bench_app = typer.Typer(help="Benchmarks that write JSON + PNG and compare against a baseline in the same run.",

@@ -89,6 +89,9 @@ def summary(results: list[dict]) -> dict:
     m, o = by["model"], by.get("oracle")
     out = {k: m[k] for k in ("auc", "mrr", "ndcg5", "ndcg10", "recall_at_k", "gap_closed", "k")}
     out["auc_position_free"] = by["model_position_free"]["auc"]
+    out["popularity_auc"] = by["popularity"]["auc"]  # the two ends of gap_closed
+    if o is not None:
+        out["oracle_auc"] = o["auc"]
     if o is not None and o.get("recall_at_k"):
         out["recall_vs_oracle"] = m["recall_at_k"] / o["recall_at_k"]
     return out

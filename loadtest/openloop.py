@@ -20,6 +20,7 @@ import numpy as np
 import uvloop
 
 SOURCE_FIELD = b'"source":"'
+CONNECT_SPACING_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -133,11 +134,17 @@ class _Pool:
             _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
             self.size += 1
             self.idle.append(conn)
+            # spaced, as readers arrive: opened back to back they queue at the listening socket and the first
+            # uvicorn worker to wake accepts them all (measured: 15 of 16 on one of two workers)
+            await asyncio.sleep(CONNECT_SPACING_S)
 
     def submit(self, request: bytes, scheduled: float) -> None:
         self.tally.outstanding += 1
         if self.idle:
-            self.idle.pop().send(request, scheduled)
+            # the least recently used connection: requests spread over all open connections, as many readers'
+            # would. Reusing the last one (LIFO) sent ~95% of 100 req/s to one of two uvicorn workers (a
+            # connection stays with the worker that accepted it) while the other idled: one worker's queueing.
+            self.idle.popleft().send(request, scheduled)
             return
         self.waiting.append((request, scheduled))
         if self.size < self.max:  # grow in the background; the request goes out on the first free connection

@@ -36,23 +36,31 @@ class LoadConfig:
     systems: tuple[str, ...] = ("optimized", "naive")
     user_rps: float = 5.0            # tasks per second per simulated reader
     ramp_start_users: int = 5
-    ramp_step_users: int = 5
+    ramp_step_users: int = 10
     ramp_step_s: float = 5.0
-    ramp_max_users: int = 300
+    ramp_max_users: int = 600
     surge_over_capacity: float = 5.0  # peak offered load / C
     surge_factor: float = 10.0        # peak users / base users
     surge_spans_s: tuple[float, float, float, float, float] = (10, 5, 20, 10, 5)  # warm, rise, hold, decay, tail
     surge_articles: int = 10
     simulator_eps: float = 50.0       # click stream replayed meanwhile (events/s)
-    # In the surge readers keep their pace after a 503 instead of waiting Retry-After: otherwise shed readers go
-    # quiet and the offered load never reaches 5x C (a run that honoured it peaked near 3x). The report checks it.
+    # The API replicas (one worker each) get their own CPUs, everything else (Locust, workers, broker, Redis, the
+    # simulator) the rest: on 2 cores a 5x surge's load generator would otherwise take the server's CPU, and the
+    # run would measure the generator. None: no pinning, `replicas` processes.
+    serve_cpu_share: float | None = 0.5
+    replicas: int = 1
+    # The surge steers the number of readers so that the offered recommend load (admitted + shed) follows 5x C (a
+    # fixed reader count offered 3x to 8x C). Its readers keep their pace after a 503 (the worst case for the
+    # server): readers that wait Retry-After need ~4x the readers, i.e. greenlets, for the same offered load, and
+    # Locust on one core could not offer more than ~3x C that way.
     surge_honor_retry_after: bool = False
 
 
 class MetricsScraper(threading.Thread):
-    """Every `every_s`, reads each target's /metrics: counters summed by sample name (+ labels where asked)."""
+    """Every `every_s`, reads each target's /metrics: counters summed by sample name (+ labels where asked), and
+    over the target's processes (the API replicas are one target)."""
 
-    def __init__(self, targets: dict[str, str], every_s: float = 1.0) -> None:
+    def __init__(self, targets: dict[str, list[str]], every_s: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.targets, self.every_s, self.samples, self._stop_evt = targets, every_s, [], threading.Event()
 
@@ -60,11 +68,13 @@ class MetricsScraper(threading.Thread):
         with httpx.Client(timeout=2.0) as http:
             while not self._stop_evt.is_set():
                 row: dict = {"t": time.time()}
-                for name, url in self.targets.items():
+                for name, urls in self.targets.items():
                     try:
-                        row[name] = parse_metrics(http.get(f"{url}/metrics").text)
+                        pages = [parse_metrics(http.get(f"{url}/metrics").text) for url in urls]
                     except httpx.HTTPError:
                         row[name] = None  # a scrape missed under load: a gap, not a zero
+                        continue
+                    row[name] = {k: sum(p.get(k, 0.0) for p in pages) for k in {k for p in pages for k in p}}
                 self.samples.append(row)
                 self._stop_evt.wait(self.every_s)
 
@@ -92,13 +102,14 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 
 def locust_run(host: str, world: Path, shape: str, params: dict, user_rps: float, prefix: Path,
-               timeout_s: float, honor_retry_after: bool = True) -> dict:
+               timeout_s: float, honor_retry_after: bool = True, more_hosts: tuple[str, ...] = ()) -> dict:
     """One headless Locust run with a shape from loadtest/shapes.py; its phase JSON and per-second history."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSREC_")}
     env |= {f"NEWSREC_SHAPE_{k}": str(v) for k, v in params.items()}
     env |= {"NEWSREC_SHAPE": shape, "NEWSREC_SHAPE_OUT": f"{prefix}.json", "NEWSREC_LOCUST_WORLD": str(world),
             "NEWSREC_LOCUST_USER_RPS": str(user_rps),
-            "NEWSREC_LOCUST_HONOR_RETRY_AFTER": str(int(honor_retry_after))}
+            "NEWSREC_LOCUST_HONOR_RETRY_AFTER": str(int(honor_retry_after)),
+            "NEWSREC_LOCUST_REPLICAS": ",".join(more_hosts)}
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
                            "--csv", str(prefix), "--csv-full-history", "--only-summary", "--loglevel", "WARNING"],
@@ -142,12 +153,22 @@ def capacity_step(ramp: dict) -> tuple[float, float]:
     return c, best["goodput_rps"] / max(best["users"], 1)
 
 
-def run_system(name: str, cfg: LoadConfig, endpoints, log: list[str]) -> dict:
+def split_cpus(share: float | None, cpus: set[int]) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(the replicas' CPUs, everyone else's) from the CPUs this process may use; (None, None): no pinning."""
+    if share is None or len(cpus) < 2:
+        return None, None
+    ordered = sorted(cpus)
+    n = min(max(1, round(share * len(ordered))), len(ordered) - 1)
+    return frozenset(ordered[:n]), frozenset(ordered[n:])
+
+
+def run_system(name: str, cfg: LoadConfig, endpoints, log: list[str],
+               serve_cpus: frozenset[int] | None = None) -> dict:
     spec, out = SYSTEMS[name], cfg.out / name
     out.mkdir(parents=True, exist_ok=True)
     stack_cfg = StackConfig(cfg.world, cfg.registry, endpoints.redis_url, endpoints.kafka_bootstrap, "load",
-                            out / "logs", replicas=1, features_worker=True, serve_env=spec["env"],
-                            serve_args=spec["args"])
+                            out / "logs", replicas=len(serve_cpus) if serve_cpus else cfg.replicas,
+                            features_worker=True, serve_env=spec["env"], serve_args=spec["args"], serve_cpus=serve_cpus)
     result: dict = {"system": name, "serve_env": spec["env"], "serve_args": list(spec["args"])}
     with StreamStack(stack_cfg) as stack:
         host = stack.replicas[0]
@@ -156,22 +177,25 @@ def run_system(name: str, cfg: LoadConfig, endpoints, log: list[str]) -> dict:
                                 "--rate", str(cfg.simulator_eps), "--speedup", "0", "--duration", "3600",
                                 "--world-end-clock", "--bootstrap", endpoints.kafka_bootstrap,
                                 "--topic-prefix", "load-"], stdout=sim_log, stderr=subprocess.STDOUT)
-        scraper = MetricsScraper({"serve": host, **{f"worker-{k}": u for k, u in stack.workers.items()}})
+        scraper = MetricsScraper({"serve": stack.replicas, **{f"worker-{k}": [u] for k, u in stack.workers.items()}})
         scraper.start()
         try:
             ramp = locust_run(host, cfg.world, "ramp", {
                 "START_USERS": cfg.ramp_start_users, "STEP_USERS": cfg.ramp_step_users, "STEP_S": cfg.ramp_step_s,
-                "MAX_USERS": cfg.ramp_max_users}, cfg.user_rps, out / "ramp", timeout_s=300)
+                "MAX_USERS": cfg.ramp_max_users}, cfg.user_rps, out / "ramp", timeout_s=300,
+                more_hosts=tuple(stack.replicas[1:]))
             c, per_user = capacity_step(ramp)
             log.append(f"{name}: C = {c:.1f} admitted recommend/s ({per_user:.2f}/s per reader)")
             peak_users = max(2, round(cfg.surge_over_capacity * c / max(per_user, 1e-6)))
             base_users = max(1, round(peak_users / cfg.surge_factor))
             warm, rise, hold, decay, tail = cfg.surge_spans_s
             surge = locust_run(host, cfg.world, "surge", {
-                "USERS": base_users, "FACTOR": peak_users / base_users, "WARM_S": warm, "RISE_S": rise,
-                "HOLD_S": hold, "DECAY_S": decay, "TAIL_S": tail, "ARTICLES": cfg.surge_articles},
+                "USERS": base_users, "FACTOR": cfg.surge_factor, "WARM_S": warm, "RISE_S": rise,
+                "HOLD_S": hold, "DECAY_S": decay, "TAIL_S": tail, "ARTICLES": cfg.surge_articles,
+                "TARGET_RPS": cfg.surge_over_capacity * c / cfg.surge_factor,
+                "MAX_USERS": 3 * peak_users},  # a generator that cannot keep up must not be fed ever more readers
                 cfg.user_rps, out / "surge", timeout_s=sum(cfg.surge_spans_s) + 120,
-                honor_retry_after=cfg.surge_honor_retry_after)
+                honor_retry_after=cfg.surge_honor_retry_after, more_hosts=tuple(stack.replicas[1:]))
             surge["spans_s"] = list(cfg.surge_spans_s)
         finally:
             result["metrics"] = scraper.stop()
@@ -182,7 +206,7 @@ def run_system(name: str, cfg: LoadConfig, endpoints, log: list[str]) -> dict:
                 sim.kill()
             sim_log.close()
     result |= {"capacity_rps": c, "recommend_per_reader_rps": per_user, "ramp": ramp, "surge": surge,
-               "surge_users": {"base": base_users, "peak": peak_users}}
+               "surge_users": {"base": base_users, "peak": surge.get("peak_users", peak_users)}}
     return result
 
 
@@ -194,9 +218,17 @@ def run(cfg: LoadConfig, command: str = "") -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"config": {k: str(v) for k, v in asdict(cfg).items()}, "command": command,
                      "cpus": os.cpu_count(), "systems": {}, "log": []}
-    for name in cfg.systems:  # a fresh Redis and broker per system: neither inherits the other's state
-        with LocalServices((cfg.out / name / "services").resolve()) as endpoints:
-            materialize_world(cfg.world, endpoints.redis_url, "load")
-            results["systems"][name] = run_system(name, cfg, endpoints, results["log"])
+    allowed = os.sched_getaffinity(0)
+    serve_cpus, other_cpus = split_cpus(cfg.serve_cpu_share, allowed)
+    results["cpu_split"] = {"serve": sorted(serve_cpus or allowed), "others": sorted(other_cpus or allowed)}
+    try:
+        if other_cpus:  # inherited by every process started from here on: Redis, the broker, workers, Locust
+            os.sched_setaffinity(0, other_cpus)
+        for name in cfg.systems:  # a fresh Redis and broker per system: neither inherits the other's state
+            with LocalServices((cfg.out / name / "services").resolve()) as endpoints:
+                materialize_world(cfg.world, endpoints.redis_url, "load")
+                results["systems"][name] = run_system(name, cfg, endpoints, results["log"], serve_cpus)
+    finally:
+        os.sched_setaffinity(0, allowed)
     load_report.write(results, cfg.out)
     return results

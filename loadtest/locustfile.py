@@ -9,6 +9,7 @@ Shapes and their NEWSREC_SHAPE_* parameters: loadtest/shapes.py. Every --newsrec
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import random
 import uuid
@@ -32,7 +33,11 @@ OPTIONS = {
     "k": ("NEWSREC_LOCUST_K", int, 10, "Items per feed."),
     "honor_retry_after": ("NEWSREC_LOCUST_HONOR_RETRY_AFTER", int, 1,
                           "1: after a shed, wait Retry-After (jittered) like the app does; 0: keep the pace."),
+    "replicas": ("NEWSREC_LOCUST_REPLICAS", str, "",
+                 "More replicas' base URLs, comma separated: readers are spread round robin over --host and these, "
+                 "each sticking to one (as a Kubernetes Service spreads connections)."),
 }
+_next_reader = itertools.count()
 MAX_BACKOFF_S = 10.0
 
 # Locust runs every shape class it finds in this module: bind only the one NEWSREC_SHAPE names (none: -u/-r/-t).
@@ -77,6 +82,13 @@ class Reader(FastHttpUser):
     """One simulated app: a sequence of reading sessions, each by a reader drawn from the world."""
 
     host = "http://127.0.0.1:8000"
+
+    def __init__(self, environment) -> None:
+        more = [url for url in option(environment, "replicas").split(",") if url]
+        if more:  # before FastHttpUser builds its client on self.host
+            hosts = [environment.host or self.host, *more]
+            self.host = hosts[next(_next_reader) % len(hosts)]
+        super().__init__(environment)
 
     def on_start(self) -> None:
         env = self.environment

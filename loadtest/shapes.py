@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from locust.env import Environment
 
 from data.synth_text import make_article
 from data.vocab import subcategory_list
-from loadtest.stats_window import ARTICLES, PhaseWindow
+from loadtest.stats_window import ARTICLES, PREFETCH_SHED, RECOMMEND, RECOMMEND_PREFETCH, RECOMMEND_SHED, PhaseWindow
 
 log = logging.getLogger("newsrec.loadtest")
 SurgeHook = Callable[[Environment], None]
+OFFERED = (RECOMMEND, RECOMMEND_PREFETCH, RECOMMEND_SHED, PREFETCH_SHED)  # what a reader asks for, shed or not
 SURGE_HOOKS: list[SurgeHook] = []  # extra callbacks run (each in its own greenlet) when a surge starts
 
 
@@ -162,42 +164,77 @@ class Ramp(RecordedShape):
 
 class Surge(RecordedShape):
     """Breaking news: `base_users` for `warm_s`, up `factor`x over `rise_s` (with `articles` new articles published
-    at its start), held for `hold_s`, back down over `decay_s`, then `tail_s` at base."""
+    at its start), held for `hold_s`, back down over `decay_s`, then `tail_s` at base.
+
+    With `target_rps` > 0 the curve is of offered load instead of readers: the readers are steered each second so
+    that recommend requests sent (admitted or shed) follow target_rps x the curve. Under shedding a reader's
+    requests per second change (a shed feed is asked for again, Retry-After pauses it), so a fixed reader count
+    would offer anything from 3x to 8x of the intended peak."""
+
+    STEER = (0.67, 1.5)   # per-tick bounds on the readers' multiplier: fast enough for a 5 s rise, no oscillation
 
     def __init__(self, base_users: int | None = None, factor: float | None = None, warm_s: float | None = None,
                  rise_s: float | None = None, hold_s: float | None = None, decay_s: float | None = None,
-                 tail_s: float | None = None, articles: int | None = None, out: Path | None = None) -> None:
+                 tail_s: float | None = None, articles: int | None = None, target_rps: float | None = None,
+                 max_users: int | None = None, out: Path | None = None) -> None:
         super().__init__(out)
         self.base_users, self.factor = int(_pick(base_users, "USERS", 20)), _pick(factor, "FACTOR", 10)
         self.spans = [("warm", _pick(warm_s, "WARM_S", 30)), ("rise", _pick(rise_s, "RISE_S", 30)),
                       ("hold", _pick(hold_s, "HOLD_S", 60)), ("decay", _pick(decay_s, "DECAY_S", 60)),
                       ("tail", _pick(tail_s, "TAIL_S", 30))]
         self.articles = int(_pick(articles, "ARTICLES", 20))
+        self.target_rps = _pick(target_rps, "TARGET_RPS", 0.0)
+        self.max_users = int(_pick(max_users, "MAX_USERS", 5_000))
+        self.users, self.peak_users = self.base_users, self.base_users
 
     def summary(self) -> dict:
-        return {"base_users": self.base_users, "factor": self.factor, "articles": self.articles}
+        return {"base_users": self.base_users, "factor": self.factor, "articles": self.articles,
+                "target_rps": self.target_rps, "peak_users": self.peak_users}
 
-    def users_at(self, t: float) -> tuple[str, int] | None:
-        """(phase, users) at `t` seconds into the run, None once it is over."""
-        peak = self.base_users * self.factor
+    def curve_at(self, t: float) -> tuple[str, float] | None:
+        """(phase, multiple of the base load) at `t` seconds into the run, None once it is over."""
         for phase, span in self.spans:
             if t < span:
                 share = t / span if span else 1.0
-                users = {"rise": self.base_users + (peak - self.base_users) * share, "hold": peak,
-                         "decay": peak - (peak - self.base_users) * share}.get(phase, self.base_users)
-                return phase, max(1, round(users))
+                rise = 1 + (self.factor - 1) * share
+                return phase, {"rise": rise, "hold": self.factor, "decay": self.factor + 1 - rise}.get(phase, 1.0)
             t -= span
         return None
 
+    def users_at(self, t: float) -> tuple[str, int] | None:
+        """(phase, readers) at `t` on the plain readers' curve."""
+        now = self.curve_at(t)
+        return None if now is None else (now[0], max(1, round(self.base_users * now[1])))
+
+    def offered_rps(self, now_s: float, seconds: int = 2) -> float:
+        """Recommend requests sent per second (admitted, shed or failed) over the last complete `seconds`."""
+        end = int(now_s)
+        counts = [e.num_reqs_per_sec for (name, _), e in self.runner.stats.entries.items() if name in OFFERED]
+        return sum(c.get(t, 0) for c in counts for t in range(end - seconds, end)) / seconds
+
+    def steer(self, multiple: float, now_s: float) -> int:
+        """Readers for the next second: this second's, scaled by target / offered within STEER."""
+        offered = self.offered_rps(now_s)
+        if offered > 0:
+            lo, hi = self.STEER
+            self.users = round(self.users * min(max(self.target_rps * multiple / offered, lo), hi))
+        self.users = min(max(self.users, 1), self.max_users)
+        self.peak_users = max(self.peak_users, self.users)
+        return self.users
+
     def tick(self):
-        now = self.users_at(self.get_run_time())
+        t = self.get_run_time()
+        now = self.curve_at(t)
         if now is None:
             self._finish(self.summary())
             return None
-        phase, users = now
+        phase, multiple = now
         if self._enter(phase) and phase == "rise":
             self.on_surge_start()
-        return users, max(1, round(self.base_users * self.factor))  # follow the curve within one tick
+        if self.target_rps > 0:
+            users = self.steer(multiple, time.time())
+            return users, max(users, 1)  # within one tick
+        return max(1, round(self.base_users * multiple)), max(1, round(self.base_users * self.factor))
 
     def on_surge_start(self) -> None:
         env = self.runner.environment

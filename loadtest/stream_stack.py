@@ -53,6 +53,7 @@ class StackConfig:
     registry_poll_s: float | None = None   # replicas' registry polling (None: their default)
     serve_env: dict[str, str] = field(default_factory=dict)  # extra NEWSREC_* for the replicas (e.g. a baseline)
     serve_args: tuple[str, ...] = ()  # extra `newsrec serve` options (e.g. --backend torch)
+    serve_cpus: frozenset[int] | None = None  # pin the replicas to these CPUs (a load test keeps its generator off)
 
 
 @dataclass
@@ -87,11 +88,13 @@ class StreamStack:
             env["NEWSREC_SNAPSHOT_EVERY_S"] = str(self.cfg.snapshot_every_s)
         return env
 
-    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None,
+               cpus: frozenset[int] | None = None) -> subprocess.Popen:
         self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.cfg.log_dir / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "newsrec.cli", *args], env=self._env() | (extra_env or {}),
-                                    stdout=log, stderr=subprocess.STDOUT)
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    preexec_fn=None if cpus is None else (lambda: os.sched_setaffinity(0, cpus)))
         self.procs.append(proc)
         return proc
 
@@ -117,7 +120,7 @@ class StreamStack:
         port, c = free_port(), self.cfg
         proc = self._spawn(f"serve-{i}", ["serve", "--catalogue", str(c.world), "--registry", str(c.registry),
                                           "--redis-url", c.redis_url, "--prefix", c.prefix, "--port", str(port),
-                                          *c.serve_args], c.serve_env)
+                                          *c.serve_args], c.serve_env, c.serve_cpus)
         return f"serve-{i}", proc, f"http://127.0.0.1:{port}"
 
     def start_replicas(self, n: int) -> list[str]:

@@ -57,6 +57,25 @@ def test_the_surge_follows_its_curve_and_bursts_articles_once(tmp_path):
     assert report["phases"][0]["goodput_rps"] == pytest.approx(5.0) and report["phases"][0]["seconds"] == 10
 
 
+def test_a_surge_with_a_target_steers_readers_to_the_offered_load_whatever_each_one_sends(tmp_path):
+    s = shapes.Surge(base_users=10, factor=5, warm_s=10, rise_s=5, hold_s=20, decay_s=5, tail_s=5, articles=0,
+                     target_rps=100, out=tmp_path / "surge.json")
+    stats = RequestStats()
+    attach(s, stats)
+    sent = stats.get(RECOMMEND, "GET").num_reqs_per_sec
+    shed = stats.get(RECOMMEND_SHED, "GET").num_reqs_per_sec
+    users, per_reader = s.base_users, 2.0
+    for t in range(45):
+        phase, multiple = s.curve_at(t)
+        per_reader = 2.0 if phase in ("warm", "tail") else 3.5  # shed readers ask again: more requests each
+        offered = users * per_reader
+        sent[t], shed[t] = round(offered * 0.3), round(offered * 0.7)  # shed requests count as offered
+        if t in (9, 34):
+            assert abs(offered - 100 * multiple) / (100 * multiple) < 0.1, (t, offered)
+        users = s.steer(multiple, now_s=t + 1)
+    assert s.peak_users > 5 * 100 / 3.5 * 0.9
+
+
 def test_the_ramp_reports_capacity_and_stops_after_patience_bad_steps(tmp_path):
     ramp = shapes.Ramp(start_users=10, step_users=10, step_s=10, max_users=1_000, slo_p99_ms=100,
                        max_shed_share=0.01, patience=2, out=tmp_path / "ramp.json")

@@ -2,6 +2,7 @@
 and sheds the excess before any work with a fast 503 + Retry-After, so admitted requests keep their latency."""
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -32,7 +33,8 @@ class AdmissionControl:
 
     def __init__(self, app: ASGIApp, max_in_flight: int, prefetch_max_in_flight: int, retry_after_s: int,
                  paths: tuple[str, ...] = ("/v1/recommend",), shed_total: Counter | None = None,
-                 in_flight: Gauge | None = None, reason: str = "overloaded") -> None:
+                 in_flight: Gauge | None = None, reason: str = "overloaded", target_lag_ms: float = 0.0,
+                 limit: Gauge | None = None) -> None:
         if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
             raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
                              f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
@@ -43,6 +45,13 @@ class AdmissionControl:
         self.app, self.paths = app, frozenset(paths)
         self.max_in_flight, self.prefetch_max_in_flight = max_in_flight, prefetch_max_in_flight
         self.in_flight, self.reason = 0, reason
+        # Adaptive bound (target_lag_ms > 0): the in-flight bound alone cannot see the requests still unread in the
+        # sockets when the loop itself is behind (parsing and shedding cost CPU too: 5x the capacity offered to one
+        # core kept it 1.0 core busy and every answer, shed or not, waited seconds). So the bound shrinks while the
+        # event loop lags more than the target and grows back when it does not (AIMD, every LAG_TICK_S).
+        self.lag = LoopLag(target_lag_ms / 1e3, max_in_flight) if target_lag_ms > 0 else None
+        if limit is not None:
+            limit.set_function(lambda: self.limit)
         self._shed_total = {r: shed_total.labels(r) for r in REASONS} if shed_total is not None else None
         if in_flight is not None:
             in_flight.set_function(lambda: self.in_flight)
@@ -61,7 +70,9 @@ class AdmissionControl:
             await self.app(scope, receive, send)
             return
         prefetch = _is_prefetch(scope)
-        limit = self.prefetch_max_in_flight if prefetch else self.max_in_flight
+        limit = self.limit
+        if prefetch:
+            limit = limit * self.prefetch_max_in_flight // self.max_in_flight
         if self.in_flight >= limit:
             await self._shed(send, "prefetch" if prefetch else self.reason)
             return
@@ -70,6 +81,14 @@ class AdmissionControl:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    @property
+    def limit(self) -> int:
+        """The bound now: max_in_flight, or less while the loop lags (adaptive)."""
+        if self.lag is None:
+            return self.max_in_flight
+        self.lag.watch()
+        return self.lag.limit
 
     async def _shed(self, send: Send, reason: str) -> None:
         if self._shed_total is not None:
@@ -85,3 +104,40 @@ def _is_prefetch(scope: Scope) -> bool:
         if name == PREFETCH_HEADER:
             return value.strip() == b"1"
     return False
+
+
+LAG_TICK_S = 0.01        # how often the loop's lag is sampled
+DECREASE, INCREASE = 0.9, 0.1  # per lagging tick: x0.9; per tick on time: +0.1 (one slot per 100 ms)
+
+
+class LoopLag:
+    """Samples the event loop's lag with a chain of call_later callbacks (no task to cancel at shutdown) and keeps
+    an AIMD bound between 1 and `ceiling`: multiplied by DECREASE on a tick later than `target_s`, INCREASE added
+    otherwise. Started by the first `watch()` on a running loop."""
+
+    def __init__(self, target_s: float, ceiling: int) -> None:
+        self.target_s, self.ceiling, self.bound, self.last_lag_s = target_s, ceiling, float(ceiling), 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self.bound + 1e-9))  # 1.0 + 10 x 0.1 is 10.999... in floats
+
+    def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first call, or a new loop (tests run several)
+            self._loop = loop
+            loop.call_later(LAG_TICK_S, self._tick, loop, loop.time() + LAG_TICK_S)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if loop is not self._loop or loop.is_closed():
+            return
+        self.observe(loop.time() - due)
+        loop.call_later(LAG_TICK_S, self._tick, loop, loop.time() + LAG_TICK_S)
+
+    def observe(self, lag_s: float) -> None:
+        self.last_lag_s = lag_s
+        if lag_s > self.target_s:
+            self.bound = max(1.0, self.bound * DECREASE)
+        else:
+            self.bound = min(float(self.ceiling), self.bound + INCREASE)

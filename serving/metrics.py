@@ -31,5 +31,8 @@ class ServingMetrics:
                             ["reason"], registry=r)
         self.in_flight = Gauge("newsrec_in_flight_requests", "Admitted /v1/recommend requests in flight (per worker)",
                                registry=r)
+        self.admission_limit = Gauge("newsrec_admission_limit",
+                                     "In-flight bound on /v1/recommend now (adaptive: lower while the loop lags)",
+                                     registry=r)
         self.responses = Counter("newsrec_http_responses_total", "HTTP responses by path and status code",
                                  ["path", "status"], registry=r)

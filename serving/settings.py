@@ -45,6 +45,8 @@ class AdmissionSettings(BaseModel):
     # of admitted recommends and sheds. A shed batch was never acknowledged (202 comes only after the broker's ack),
     # so nothing acknowledged is lost; the app resends it after Retry-After.
     events_max_in_flight: int = Field(default=8, ge=0)
+    # Adaptive bounds (0: fixed): while the event loop runs later than this, the bounds shrink (serving.admission)
+    target_lag_ms: float = Field(default=5.0, ge=0)
 
 
 class ServeSettings(BaseSettings):

@@ -199,3 +199,38 @@ def test_a_bad_configuration_is_refused(kwargs):
 def test_a_shed_reason_outside_the_metric_labels_is_refused(reason):
     with pytest.raises(ValueError):
         AdmissionControl(SlowApp(), 2, 1, 1, reason=reason)
+
+
+def test_the_adaptive_bound_shrinks_while_the_loop_lags_and_grows_back():
+    from serving.admission import LoopLag
+
+    lag = LoopLag(target_s=0.005, ceiling=16)
+    for _ in range(30):
+        lag.observe(0.050)   # the loop runs 50 ms late: parsing and shedding alone fill the core
+    assert lag.limit == 1
+    for _ in range(100):
+        lag.observe(0.001)   # on time again: +1 slot per 10 ticks
+    assert lag.limit == 11
+    for _ in range(100):
+        lag.observe(0.0)
+    assert lag.limit == 16   # never above the configured bound
+
+
+def test_a_lagging_loop_lowers_the_bound_the_middleware_applies():
+    async def scenario():
+        inner = SlowApp()
+        registry = CollectorRegistry()
+        limit = Gauge("limit", "bound now", registry=registry)
+        mw = AdmissionControl(inner, 8, 4, 1, target_lag_ms=5, limit=limit)
+        held = await hold(mw, 2)          # starts the lag sampling on this loop
+        for _ in range(20):
+            time.sleep(0.03)              # block the loop: every sample comes late
+            await asyncio.sleep(0.011)
+        lagging = registry.get_sample_value("limit")
+        shed = await call(mw)             # 2 in flight >= the lowered bound
+        inner.release.set()
+        await asyncio.gather(*held)
+        return lagging, shed
+
+    lagging, shed = run(scenario)
+    assert lagging <= 2 and shed[0] == 503

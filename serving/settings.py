@@ -46,7 +46,7 @@ class AdmissionSettings(BaseModel):
     # so nothing acknowledged is lost; the app resends it after Retry-After.
     events_max_in_flight: int = Field(default=8, ge=0)
     # Adaptive bounds (0: fixed): while the event loop runs later than this, the bounds shrink (serving.admission)
-    target_lag_ms: float = Field(default=5.0, ge=0)
+    target_lag_ms: float = Field(default=3.0, ge=0)
 
 
 class ServeSettings(BaseSettings):

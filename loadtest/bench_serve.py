@@ -115,14 +115,25 @@ def _descendants(pid: int) -> list[int]:
     return children + [d for c in children for d in _descendants(c)]
 
 
+def _has_torch_weights(registry: Path) -> bool:
+    from recsys.bundle import WEIGHTS
+    from recsys.registry import ModelRegistry
+
+    version = ModelRegistry(registry).load()
+    return all((version.path / f).exists() for f in WEIGHTS.values())
+
+
 def _serve(cfg: BenchConfig, catalogue: Path, redis_url: str, prefix: str, port: int, system: str):
     spec = SYSTEMS[system]
     env = os.environ | spec["env"] | {"OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "newsrec.cli", "serve", "--catalogue", str(catalogue), "--registry",
            str(cfg.registry), "--redis-url", redis_url, "--prefix", prefix, "--world-end", "--port", str(port),
            "--workers", str(spec["workers"])]
-    if "NEWSREC_MODEL__BACKEND" in spec["env"]:  # `newsrec serve --backend` (default onnxruntime) overrides the env
-        cmd += ["--backend", spec["env"]["NEWSREC_MODEL__BACKEND"]]
+    backend = spec["env"].get("NEWSREC_MODEL__BACKEND")  # `newsrec serve --backend` (default onnxruntime) wins
+    if backend == "torch" and not _has_torch_weights(cfg.registry):
+        backend = "onnxruntime"  # a version exported without safetensors: what ran shows in the JSON's model
+    if backend:
+        cmd += ["--backend", backend]
     log = cfg.out / f"serve-{system}.log"  # a file, not a pipe: a full pipe would stall the server mid-run
     with log.open("w") as stderr:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -34,7 +34,7 @@ class AdmissionControl:
     def __init__(self, app: ASGIApp, max_in_flight: int, prefetch_max_in_flight: int, retry_after_s: int,
                  paths: tuple[str, ...] = ("/v1/recommend",), shed_total: Counter | None = None,
                  in_flight: Gauge | None = None, reason: str = "overloaded", target_lag_ms: float = 0.0,
-                 limit: Gauge | None = None) -> None:
+                 limit: Gauge | None = None, min_in_flight: int = 1) -> None:
         if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
             raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
                              f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
@@ -42,14 +42,18 @@ class AdmissionControl:
             raise ValueError(f"reason must be one of {[r for r in REASONS if r != 'prefetch']}, got {reason!r}")
         if retry_after_s < 0:
             raise ValueError(f"retry_after_s must be >= 0, got {retry_after_s}")
+        if not 1 <= min_in_flight <= max_in_flight:
+            raise ValueError(f"need 1 <= min_in_flight ({min_in_flight}) <= max_in_flight ({max_in_flight})")
         self.app, self.paths = app, frozenset(paths)
         self.max_in_flight, self.prefetch_max_in_flight = max_in_flight, prefetch_max_in_flight
         self.in_flight, self.reason = 0, reason
         # Adaptive bound (target_lag_ms > 0): the in-flight bound alone cannot see the requests still unread in the
         # sockets when the loop itself is behind (parsing and shedding cost CPU too: 5x the capacity offered to one
         # core kept it 1.0 core busy and every answer, shed or not, waited seconds). So the bound shrinks while the
-        # event loop lags more than the target and grows back when it does not (AIMD, every LAG_TICK_S).
-        self.lag = LoopLag(target_lag_ms / 1e3, max_in_flight) if target_lag_ms > 0 else None
+        # event loop lags more than the target and grows back when it does not (AIMD, every LAG_TICK_S). It never
+        # goes below `min_in_flight`: with that few requests in flight a late loop is not their doing (a hot swap's
+        # load thread holding the GIL, a GC pass), and shedding them would fail requests without helping anyone.
+        self.lag = LoopLag(target_lag_ms / 1e3, max_in_flight, min_in_flight) if target_lag_ms > 0 else None
         if limit is not None:
             limit.set_function(lambda: self.limit)
         self._shed_total = {r: shed_total.labels(r) for r in REASONS} if shed_total is not None else None
@@ -112,11 +116,12 @@ DECREASE, INCREASE = 0.9, 0.1  # per lagging tick: x0.9; per tick on time: +0.1 
 
 class LoopLag:
     """Samples the event loop's lag with a chain of call_later callbacks (no task to cancel at shutdown) and keeps
-    an AIMD bound between 1 and `ceiling`: multiplied by DECREASE on a tick later than `target_s`, INCREASE added
-    otherwise. Started by the first `watch()` on a running loop."""
+    an AIMD bound between `floor` and `ceiling`: multiplied by DECREASE on a tick later than `target_s`, INCREASE
+    added otherwise. Started by the first `watch()` on a running loop."""
 
-    def __init__(self, target_s: float, ceiling: int) -> None:
+    def __init__(self, target_s: float, ceiling: int, floor: int = 1) -> None:
         self.target_s, self.ceiling, self.bound, self.last_lag_s = target_s, ceiling, float(ceiling), 0.0
+        self.floor = float(max(1, min(floor, ceiling)))
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -138,6 +143,6 @@ class LoopLag:
     def observe(self, lag_s: float) -> None:
         self.last_lag_s = lag_s
         if lag_s > self.target_s:
-            self.bound = max(1.0, self.bound * DECREASE)
+            self.bound = max(self.floor, self.bound * DECREASE)
         else:
             self.bound = min(float(self.ceiling), self.bound + INCREASE)

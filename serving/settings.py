@@ -47,6 +47,9 @@ class AdmissionSettings(BaseModel):
     events_max_in_flight: int = Field(default=8, ge=0)
     # Adaptive bounds (0: fixed): while the event loop runs later than this, the bounds shrink (serving.admission)
     target_lag_ms: float = Field(default=3.0, ge=0)
+    # ... but never below this many in flight: a loop that lags with 4 requests in flight (~9 ms of work) lags for
+    # another reason (a hot swap loading in a thread, a GC pass), and shedding would fail requests for nothing
+    min_in_flight: int = Field(default=4, ge=1)
 
 
 class ServeSettings(BaseSettings):

@@ -234,3 +234,30 @@ def test_a_lagging_loop_lowers_the_bound_the_middleware_applies():
 
     lagging, shed = run(scenario)
     assert lagging <= 2 and shed[0] == 503
+
+
+def test_a_lagging_loop_never_sheds_below_the_floor():
+    """A hot swap's load thread or a GC pass can make the loop late with hardly any request in flight: the bound
+    stops at min_in_flight, so those few are admitted, and only the one past the floor is shed."""
+    async def scenario():
+        inner = SlowApp()
+        mw = AdmissionControl(inner, 8, 4, 1, target_lag_ms=5, min_in_flight=3)
+        held = await hold(mw, 1)          # starts the lag sampling on this loop
+        for _ in range(20):
+            time.sleep(0.03)              # block the loop: every sample comes late
+            await asyncio.sleep(0.011)
+        bound = mw.limit
+        held += await hold(mw, 2)         # 3 in flight: still admitted
+        shed = await call(mw)             # the 4th is over the floor
+        inner.release.set()
+        await asyncio.gather(*held)
+        return bound, inner.peak, shed
+
+    bound, peak, shed = run(scenario)
+    assert bound == 3 and peak == 3 and shed[0] == 503
+
+
+@pytest.mark.parametrize("floor", [0, 9])
+def test_the_floor_must_lie_within_the_bound(floor):
+    with pytest.raises(ValueError):
+        AdmissionControl(SlowApp(), 8, 4, 1, target_lag_ms=5, min_in_flight=floor)

@@ -76,6 +76,26 @@ def test_a_surge_with_a_target_steers_readers_to_the_offered_load_whatever_each_
     assert s.peak_users > 5 * 100 / 3.5 * 0.9
 
 
+def test_steering_settles_when_readers_take_a_second_to_show_in_the_offered_load(tmp_path):
+    """Readers spawn and pace over a second or two: the offered load lags the reader count. The hold must settle
+    near the target instead of swinging (a controller that scaled readers by target / offered did: 3x swings)."""
+    s = shapes.Surge(base_users=10, factor=5, warm_s=10, rise_s=5, hold_s=30, decay_s=5, tail_s=5, articles=0,
+                     target_rps=100, out=tmp_path / "surge.json")
+    stats = RequestStats()
+    attach(s, stats)
+    sent = stats.get(RECOMMEND, "GET").num_reqs_per_sec
+    users, history = [s.base_users] * 2, []
+    for t in range(55):
+        phase, multiple = s.curve_at(t)
+        per_reader = 2.0 if phase in ("warm", "tail") else 3.5
+        sent[t] = round(users[-2] * per_reader)  # this second's load comes from the readers of a second ago
+        users.append(s.steer(multiple, now_s=t + 1))
+        history.append((phase, users[-1], sent[t]))
+    hold = [(u, o) for phase, u, o in history[25:45]]  # the hold, 10 s after the rise ended
+    assert max(u for u, _ in hold) / min(u for u, _ in hold) < 1.25, hold
+    assert all(abs(o - 500) / 500 < 0.15 for _, o in hold), hold
+
+
 def test_the_ramp_reports_capacity_and_stops_after_patience_bad_steps(tmp_path):
     ramp = shapes.Ramp(start_users=10, step_users=10, step_s=10, max_users=1_000, slo_p99_ms=100,
                        max_shed_share=0.01, patience=2, out=tmp_path / "ramp.json")

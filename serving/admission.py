@@ -7,7 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,7 +34,7 @@ class AdmissionControl:
     def __init__(self, app: ASGIApp, max_in_flight: int, prefetch_max_in_flight: int, retry_after_s: int,
                  paths: tuple[str, ...] = ("/v1/recommend",), shed_total: Counter | None = None,
                  in_flight: Gauge | None = None, reason: str = "overloaded", target_lag_ms: float = 0.0,
-                 limit: Gauge | None = None, min_in_flight: int = 1) -> None:
+                 limit: Gauge | None = None, min_in_flight: int = 1, lag_seconds: Histogram | None = None) -> None:
         if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
             raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
                              f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
@@ -53,7 +53,8 @@ class AdmissionControl:
         # event loop lags more than the target and grows back when it does not (AIMD, every LAG_TICK_S). It never
         # goes below `min_in_flight`: with that few requests in flight a late loop is not their doing (a hot swap's
         # load thread holding the GIL, a GC pass), and shedding them would fail requests without helping anyone.
-        self.lag = LoopLag(target_lag_ms / 1e3, max_in_flight, min_in_flight) if target_lag_ms > 0 else None
+        self.lag = LoopLag(target_lag_ms / 1e3, max_in_flight, min_in_flight, lag_seconds) \
+            if target_lag_ms > 0 else None
         if limit is not None:
             limit.set_function(lambda: self.limit)
         self._shed_total = {r: shed_total.labels(r) for r in REASONS} if shed_total is not None else None
@@ -119,8 +120,9 @@ class LoopLag:
     an AIMD bound between `floor` and `ceiling`: multiplied by DECREASE on a tick later than `target_s`, INCREASE
     added otherwise. Started by the first `watch()` on a running loop."""
 
-    def __init__(self, target_s: float, ceiling: int, floor: int = 1) -> None:
+    def __init__(self, target_s: float, ceiling: int, floor: int = 1, histogram: Histogram | None = None) -> None:
         self.target_s, self.ceiling, self.bound, self.last_lag_s = target_s, ceiling, float(ceiling), 0.0
+        self.histogram = histogram  # every sample, for /metrics: how late the loop runs is what every request waits
         self.floor = float(max(1, min(floor, ceiling)))
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -142,6 +144,8 @@ class LoopLag:
 
     def observe(self, lag_s: float) -> None:
         self.last_lag_s = lag_s
+        if self.histogram is not None:
+            self.histogram.observe(max(lag_s, 0.0))
         if lag_s > self.target_s:
             self.bound = max(self.floor, self.bound * DECREASE)
         else:

@@ -230,7 +230,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         app.add_middleware(AdmissionControl, max_in_flight=a.max_in_flight, retry_after_s=a.retry_after_s,
                            prefetch_max_in_flight=a.prefetch_max_in_flight, paths=a.paths,
                            shed_total=metrics.shed, in_flight=metrics.in_flight, target_lag_ms=a.target_lag_ms,
-                           limit=metrics.admission_limit, min_in_flight=min(a.min_in_flight, a.max_in_flight))
+                           limit=metrics.admission_limit, min_in_flight=min(a.min_in_flight, a.max_in_flight),
+                           lag_seconds=metrics.loop_lag)
         if a.events_max_in_flight:
             app.add_middleware(AdmissionControl, max_in_flight=a.events_max_in_flight, retry_after_s=a.retry_after_s,
                                prefetch_max_in_flight=a.events_max_in_flight, paths=("/v1/events",),

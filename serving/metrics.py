@@ -31,6 +31,9 @@ class ServingMetrics:
                             ["reason"], registry=r)
         self.in_flight = Gauge("newsrec_in_flight_requests", "Admitted /v1/recommend requests in flight (per worker)",
                                registry=r)
+        self.loop_lag = Histogram("newsrec_event_loop_lag_seconds",
+                                  "How late the event loop ran a timer (sampled every 10 ms by admission control)",
+                                  registry=r, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
         self.admission_limit = Gauge("newsrec_admission_limit",
                                      "In-flight bound on /v1/recommend now (adaptive: lower while the loop lags)",
                                      registry=r)

@@ -42,8 +42,8 @@ class StepResult:
 
 
 class _Tally:
-    def __init__(self, sample_every: int) -> None:
-        self.sample_every, self.answers = sample_every, 0
+    def __init__(self, sample_every: int, log: list | None = None) -> None:
+        self.sample_every, self.answers, self.log = sample_every, 0, log  # log: (scheduled, status, ms) per request
         self.stage_sums: collections.Counter = collections.Counter()
         self.stage_counts: collections.Counter = collections.Counter()
         self.latencies_ms: list[float] = []
@@ -54,6 +54,8 @@ class _Tally:
 
     def done(self, scheduled: float, status: int, body: bytes) -> None:
         self.outstanding -= 1
+        if self.log is not None:
+            self.log.append((scheduled, status, (time.perf_counter() - scheduled) * 1e3))
         if status == 200:
             self.latencies_ms.append((time.perf_counter() - scheduled) * 1e3)
             at = body.find(SOURCE_FIELD)
@@ -189,9 +191,9 @@ class _Pool:
 
 
 async def _run(base_url: str, paths: list[bytes], starts: np.ndarray, rps: float, max_in_flight: int,
-               timeout_s: float, sample_every: int) -> StepResult:
+               timeout_s: float, sample_every: int, log: list | None = None) -> StepResult:
     url = urlsplit(base_url)
-    tally = _Tally(sample_every)
+    tally = _Tally(sample_every, log)
     pool = _Pool(url.hostname, url.port or 80, max_in_flight, tally)
     await pool.open(min(max_in_flight, 16))
     host = f"{url.hostname}:{url.port}".encode()
@@ -241,3 +243,18 @@ def run_step(base_url: str, user_ids: list[str], rps: float, seconds: float, see
     finally:
         if enabled:
             gc.enable()
+
+
+def run_timeline(base_url: str, user_ids: list[str], rps: float, seconds: float, seed: int = 0, k: int = 10,
+                 max_in_flight: int = 64, timeout_s: float = 5.0) -> list[tuple[float, int, float]]:
+    """Like run_step, but every request's (wall-clock send time, status, latency ms), status 0 for a transport
+    failure: for a canary beside another load generator, whose figures are then cut by that run's phases."""
+    rng = np.random.default_rng(seed)
+    n = int(rps * seconds)
+    starts = np.cumsum(rng.exponential(1.0 / rps, n))
+    paths = [f"/v1/recommend?user_id={u}&k={k}".encode() for u in rng.choice(user_ids, n)]
+    log: list[tuple[float, int, float]] = []
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_run(base_url, paths, starts, rps, max_in_flight, timeout_s, 10**9, log))
+    wall_minus_perf = time.time() - time.perf_counter()
+    return [(t + wall_minus_perf, status, ms) for t, status, ms in log]

@@ -39,7 +39,7 @@ class PhaseWindow:
                       if name in (RECOMMEND, RECOMMEND_SHED)})
 
     def begin(self, label: str) -> None:
-        self.label, self._mark = label, self._snapshot()
+        self.label, self._mark, self._wall = label, self._snapshot(), time.time()
 
     def end(self, **extra: float) -> dict:
         if self._mark is None:
@@ -62,6 +62,8 @@ class PhaseWindow:
                "shed_share": round(shed / (shed + admitted), 4) if shed + admitted else 0.0,
                "shed_p99_ms": pct(RECOMMEND_SHED, 0.99),
                "events_rps": round(count.get(EVENTS, 0) / seconds, 1),
-               "failures": new.failures - old.failures, **extra}
+               "failures": new.failures - old.failures,
+               "start_s": round(self._wall, 3),  # wall clock: other measurements of the run are cut by it
+               **extra}
         self._mark = None
         return out

@@ -65,6 +65,7 @@ class StreamStack:
     replicas: list[str] = field(default_factory=list)
     workers: dict[str, str] = field(default_factory=dict)  # kind -> metrics base URL
     procs: list[subprocess.Popen] = field(default_factory=list)
+    worker_procs: dict[str, subprocess.Popen] = field(default_factory=dict)  # kind -> process
     clock_offset_s: float = 0.0
 
     @property
@@ -143,6 +144,7 @@ class StreamStack:
                 self._wait_ready(name, proc, url)
             self.replicas = [url for _, _, url in replicas]
             self.workers = {name.removeprefix("worker-"): url for name, _, url in workers}
+            self.worker_procs = {name.removeprefix("worker-"): proc for name, proc, _ in workers}
         except BaseException:
             self.stop()
             raise

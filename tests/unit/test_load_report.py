@@ -88,3 +88,36 @@ def test_capacity_from_the_best_step_within_the_slo_and_metrics_parsing():
             'newsrec_stage_seconds_sum{stage="rank"} 0.5\nnewsrec_stage_seconds_count{stage="rank"} 10.0\n')
     got = parse_metrics(page)
     assert got["newsrec_shed_total"] == 5.0 and got["newsrec_stage_seconds_count:rank"] == 10.0
+
+
+def test_the_start_phase_is_reported_but_not_judged():
+    s = _system(100, 95, 60, 3)
+    s["surge"]["phases"].insert(0, _phase("start", 50, 190, 10, 250, seconds=5))
+    checks = load_report.surge_checks(s)
+    assert checks["admitted_p99_ms_worst_phase"] == 60 and checks["shed_p99_ms_worst_phase"] == 3
+    assert all(checks["checks"].values())
+
+
+def test_canary_figures_by_phase_and_its_checks():
+    from loadtest.canary import phase_figures
+
+    phases = [{"phase": "start", "start_s": 100.0, "seconds": 5}, {"phase": "hold", "start_s": 105.0, "seconds": 10}]
+    records = [[101.0, 200, 80.0], [101.5, 503, 40.0]]  # start: slow, not judged
+    records += [[105.0 + i / 10, 200, 5.0 + i % 7] for i in range(60)]
+    records += [[106.0 + i / 10, 503, 2.0 + i % 3] for i in range(40)]
+    records += [[120.0, 200, 1.0]]  # after the last phase: ignored
+    figs = phase_figures(records, phases)
+    assert figs[0] == {"phase": "start", "requests": 2, "admitted": 1, "shed": 1, "errors": 0, "admitted_p50_ms": 80.0,
+                       "admitted_p99_ms": 80.0, "shed_p50_ms": 40.0, "shed_p99_ms": 40.0}
+    assert figs[1]["requests"] == 100 and figs[1]["admitted_p99_ms"] < 12 and figs[1]["shed_p99_ms"] < 5
+    s = _system(100, 95, 140, 30)  # Locust's own figures miss the latency targets ...
+    s["surge"]["canary"] = {"rps": 20.0, "phases": figs}
+    results = {"command": "x", "cpus": 2, "systems": {"optimized": s}}
+    summary = load_report.summarize(results)["optimized"]
+    assert not summary["met"] and summary["met_with_canary_latency"]  # ... the canary's meet them
+    assert summary["canary_checks"] == {"admitted_p99_under_100ms": True, "shed_p99_under_10ms": True,
+                                        "no_errors_besides_sheds": True}
+    figs[1]["shed_p99_ms"] = 12.0
+    assert not load_report.summarize(results)["optimized"]["met_with_canary_latency"]
+    results["summary"] = load_report.summarize(results)
+    assert "| hold | 100 | 60 | 40 | 0 |" in load_report.markdown(results)

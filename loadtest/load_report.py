@@ -66,6 +66,7 @@ def surge_checks(system: dict) -> dict:
     goodput = hold.get("goodput_rps", 0.0)
     offered = goodput + hold.get("shed_rps", 0.0)  # recommend requests sent per second at the hold, shed or not
     out = {"admitted_p99_ms_worst_phase": worst_p99, "failures": failures, "hold_goodput_rps": goodput,
+           "hold_within_slo_rps": hold.get("within_slo_rps"),
            "capacity_rps": c, "hold_offered_rps": round(offered, 1),
            "hold_offered_over_C": round(offered / c, 2) if c else None, "shed_p99_ms_worst_phase": worst_shed,
            "shed_total": round(sum(p["shed_rps"] * p["seconds"] for p in system["surge"]["phases"])),
@@ -109,6 +110,7 @@ def summarize(results: dict) -> dict:
             "capacity": ratio(o["capacity_rps"], n["capacity_rps"]),
             "surge_p99": ratio(o["admitted_p99_ms_worst_phase"], n["admitted_p99_ms_worst_phase"]),
             "surge_hold_goodput": ratio(o["hold_goodput_rps"], n["hold_goodput_rps"]),
+            "surge_hold_answers_within_slo": ratio(o.get("hold_within_slo_rps"), n.get("hold_within_slo_rps")),
             "errors": [o["failures"], n["failures"]], "shed": [o["shed_total"], n["shed_total"]]}
     return summary
 

@@ -125,14 +125,16 @@ def test_a_phase_window_counts_only_its_own_requests():
     requests(stats, 50, 500)  # before the phase: must not count
     window = PhaseWindow(stats, clock=lambda: clock[0])
     window.begin("p")
-    requests(stats, 98, 10)
+    requests(stats, 97, 10)
     requests(stats, 2, 80)
+    requests(stats, 1, 250)   # admitted, but later than the SLO: not an answer within it
     requests(stats, 25, 3, RECOMMEND_SHED)
     stats.log_request("POST", "/v1/events", 5, 10)
     stats.log_error("POST", "/v1/events", "HTTP 500")
     clock[0] = 5.0
     p = window.end(users=7)
-    assert p["goodput_rps"] == 20 and p["recommend_p50_ms"] == 10 and p["recommend_p99_ms"] == 80
+    assert p["goodput_rps"] == 20 and p["within_slo_rps"] == 19.8
+    assert p["recommend_p50_ms"] == 10 and p["recommend_p99_ms"] == 250
     assert p["shed_rps"] == 5 and p["shed_share"] == 0.2 and p["shed_p99_ms"] == 3
     assert p["failures"] == 1 and p["users"] == 7 and p["events_rps"] == 0.2
     with pytest.raises(RuntimeError):

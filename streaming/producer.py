@@ -1,4 +1,4 @@
-"""EventPublisher: asyncio-friendly publishing of stream events over kafka-python's thread-safe KafkaProducer.
+"""EventPublisher: asyncio-friendly publishing of stream events over confluent-kafka (librdkafka, in C).
 `await publish(...)` resolves once the broker acknowledged every record (acks=all); used by POST /v1/events and by
 the workers (dead letters, derived topics)."""
 from __future__ import annotations
@@ -9,8 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streaming.events import _Event as Event
 from streaming.settings import StreamSettings
@@ -18,6 +17,7 @@ from streaming.topics import ensure_topics
 
 log = logging.getLogger("newsrec.streaming.producer")
 Record = tuple[str, "str | None", Event]  # (topic, key, event)
+POLL_S = 0.05  # the delivery thread's wait inside librdkafka (the GIL is released there)
 
 
 class PublishError(Exception):
@@ -29,21 +29,21 @@ class BrokerUnavailable(PublishError):
 
 
 class _AllAcked:
-    """Counts kafka-python futures down on the producer's I/O thread; wakes the event loop once, not per record."""
+    """Counts delivery reports down on the producer's delivery thread; wakes the event loop once, not per record."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, n: int):
         self.loop, self.remaining, self.lock = loop, n, threading.Lock()
         self.done: asyncio.Future = loop.create_future()
 
-    def ok(self, _metadata: object) -> None:
+    def report(self, err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            self.loop.call_soon_threadsafe(self._settle, KafkaException(err))
+            return
         with self.lock:
             self.remaining -= 1
             last = self.remaining == 0
         if last:
             self.loop.call_soon_threadsafe(self._settle, None)
-
-    def failed(self, exc: BaseException) -> None:
-        self.loop.call_soon_threadsafe(self._settle, exc)
 
     def _settle(self, exc: BaseException | None) -> None:
         if self.done.done():  # already failed, or the awaiting side timed out and cancelled it
@@ -54,19 +54,35 @@ class _AllAcked:
             self.done.set_exception(exc)
 
 
-class EventPublisher:
-    """One KafkaProducer per process, connected on first use (a process that never publishes never connects).
+class _DeliveryThread(threading.Thread):
+    """Serves the producer's delivery reports (librdkafka calls them from poll(), on this thread)."""
 
-    Producer settings, measured on Tansu 0.6: acks="all" is honoured. Idempotence is off: after a broker restart
-    Tansu answers InitProducerId with UnknownError forever and an idempotent producer never recovers, while a plain
-    one reconnects at once. Without idempotence a retry may write a record twice; every consumer deduplicates by
-    event id, and max_in_flight=1 keeps a retried batch from overtaking the next one (a reader's clicks stay in
-    order on their partition).
+    def __init__(self, producer: Producer):
+        super().__init__(name="newsrec-kafka-delivery", daemon=True)
+        self.producer, self.stopping = producer, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.producer.poll(POLL_S)
+
+
+class EventPublisher:
+    """One producer per process, connected on first use (a process that never publishes never connects).
+
+    confluent-kafka, not kafka-python, for the producer: librdkafka batches and talks to the broker in C threads,
+    and produce() only appends to its queue. Measured against Tansu with acks=all at 300 records/s: 0.27 ms of
+    process CPU per record, against 0.94 ms for kafka-python, whose sender thread is Python and held the GIL
+    from the API's event loop (events took half the API's capacity). Settings, measured on Tansu 0.6: acks=all is
+    honoured. Idempotence is off: after a broker restart Tansu answers InitProducerId with UnknownError forever, and
+    an idempotent producer never recovers, while a plain one reconnects at once. Without idempotence a retry may
+    write a record twice; every consumer deduplicates by event id, and max.in.flight=1 keeps a retried batch from
+    overtaking the next one (a reader's clicks stay in order on their partition).
     """
 
     def __init__(self, settings: StreamSettings, client_id: str = "newsrec", reconnect_backoff_s: float = 1.0):
         self.settings, self.client_id, self.reconnect_backoff_s = settings, client_id, reconnect_backoff_s
-        self._producer: KafkaProducer | None = None
+        self._producer: Producer | None = None
+        self._delivery: _DeliveryThread | None = None
         self._connecting = asyncio.Lock()
         self._last_failure: tuple[float, str] | None = None  # (monotonic time, reason) of the last failed connect
         # A broker that dies under a connected producer: after one publish timed out, the next ones fail at once
@@ -78,18 +94,19 @@ class EventPublisher:
     def connected(self) -> bool:
         return self._producer is not None
 
-    def _connect_blocking(self) -> KafkaProducer:
+    def _connect_blocking(self) -> Producer:
         s = self.settings
-        timeout_ms = s.produce_timeout_ms
-        producer = KafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, client_id=self.client_id, acks="all", enable_idempotence=False,
-            max_in_flight_requests_per_connection=1, linger_ms=s.linger_ms, retries=2**31 - 1,
-            request_timeout_ms=timeout_ms, delivery_timeout_ms=timeout_ms + s.linger_ms,
-            max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+        producer = Producer({
+            "bootstrap.servers": s.bootstrap_servers, "client.id": self.client_id, "acks": "all",
+            "enable.idempotence": False, "max.in.flight.requests.per.connection": 1, "linger.ms": s.linger_ms,
+            "message.timeout.ms": s.produce_timeout_ms, "request.timeout.ms": s.produce_timeout_ms,
+            "socket.connection.setup.timeout.ms": s.produce_timeout_ms, "reconnect.backoff.max.ms": 1_000,
+            "log_level": 3})  # librdkafka's own log: errors only (a down broker is reported by BrokerUnavailable)
         try:
-            ensure_topics(s)  # sending to a missing topic would block for metadata, then fail
+            producer.list_topics(timeout=s.produce_timeout_ms / 1e3)  # a metadata answer: the broker is there
+            ensure_topics(s)  # producing to a missing topic would only fail after message.timeout.ms
         except BaseException:
-            producer.close(timeout=0)
+            producer.flush(0)
             raise
         return producer
 
@@ -97,7 +114,7 @@ class EventPublisher:
         """Connect now (a worker wants to fail at start, not at its first dead letter); raises BrokerUnavailable."""
         await self._ready_producer()
 
-    async def _ready_producer(self) -> KafkaProducer:
+    async def _ready_producer(self) -> Producer:
         if self._producer is not None:
             return self._producer
         async with self._connecting:
@@ -107,14 +124,17 @@ class EventPublisher:
             if self._last_failure and time.monotonic() - self._last_failure[0] < self.reconnect_backoff_s:
                 raise BrokerUnavailable(self._last_failure[1])
             try:
-                self._producer = await asyncio.to_thread(self._connect_blocking)
-            except Exception as exc:  # kafka-python raises KafkaError subclasses, the admin client also OSError
+                producer = await asyncio.to_thread(self._connect_blocking)
+            except Exception as exc:  # KafkaException; the admin client (kafka-python) raises KafkaError, OSError
                 reason = f"cannot reach the broker at {self.settings.bootstrap_servers} ({type(exc).__name__})"
                 self._last_failure = (time.monotonic(), reason)
                 log.warning("%s: %s", reason, exc)
                 raise BrokerUnavailable(reason) from None
             self._last_failure = None
-            return self._producer
+            self._delivery = _DeliveryThread(producer)
+            self._delivery.start()
+            self._producer = producer
+            return producer
 
     async def publish(self, topic: str, key: str | None, events: Sequence[Event]) -> None:
         """Publish events to one topic under one key; returns once every one is acknowledged."""
@@ -130,20 +150,17 @@ class EventPublisher:
         probe = self._admit()
         loop = asyncio.get_running_loop()
         acked = _AllAcked(loop, len(records))
-        payload = [(t, None if k is None else k.encode(), e.to_bytes()) for t, k, e in records]
-
-        def send_all() -> None:
-            # In a thread: send() blocks up to max_block_ms when the broker's metadata is unavailable.
-            for topic, key, value in payload:
-                producer.send(topic, key=key, value=value).add_callback(acked.ok).add_errback(acked.failed)
-
         timeout_s = self.settings.produce_timeout_ms / 1e3
-        deadline = loop.time() + timeout_s
         try:
-            await asyncio.wait_for(asyncio.to_thread(send_all), timeout_s)
-            await asyncio.wait_for(acked.done, max(deadline - loop.time(), 0.0))
-        except (TimeoutError, KafkaError) as exc:
-            what = "no ack" if isinstance(exc, TimeoutError) else type(exc).__name__
+            try:
+                for topic, key, event in records:  # appends to librdkafka's queue: no I/O, no blocking
+                    producer.produce(topic, event.to_bytes(), None if key is None else key.encode(),
+                                     on_delivery=acked.report)
+            except BufferError:  # the local queue is full: the broker has not taken records for a while
+                raise TimeoutError from None
+            await asyncio.wait_for(acked.done, timeout_s)
+        except (TimeoutError, KafkaException) as exc:
+            what = "no ack" if isinstance(exc, TimeoutError) else str(exc.args[0].name() if exc.args else exc)
             reason = (f"the broker at {self.settings.bootstrap_servers} did not acknowledge {len(records)} "
                       f"record(s) within {timeout_s:g} s ({what})")
             self._open_until, self._open_reason = time.monotonic() + self.reconnect_backoff_s, reason
@@ -166,5 +183,9 @@ class EventPublisher:
     async def close(self, timeout_s: float = 2.0) -> None:
         """Flush what is pending (bounded) and disconnect."""
         producer, self._producer = self._producer, None
+        delivery, self._delivery = self._delivery, None
         if producer is not None:
-            await asyncio.to_thread(producer.close, timeout_s)
+            await asyncio.to_thread(producer.flush, timeout_s)
+        if delivery is not None:
+            delivery.stopping.set()
+            await asyncio.to_thread(delivery.join, 2 * POLL_S + 1.0)

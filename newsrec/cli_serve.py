@@ -54,8 +54,9 @@ def serve(catalogue: Annotated[Path | None, typer.Option(help="World whose artic
         env["NEWSREC_CATALOGUE_DIR"] = str(catalogue.resolve())
     os.environ.update(env)
     # access_log off: at log level warning its lines are dropped anyway, after their arguments were formatted
+    # http: uvicorn's httptools protocol, plus admission control's sheds answered as soon as headers are parsed
     uvicorn.run("serving.main:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, http="serving.fast_shed:FastShedProtocol")
 
 
 bench_app = typer.Typer(help="Benchmarks that write JSON + PNG and compare against a baseline in the same run.",

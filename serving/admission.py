@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -16,6 +16,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFETCH_HEADER = b"x-prefetch"
+# the app's lifespan state key under which it publishes {raw path: AdmissionControl} for serving.fast_shed
+GATES_STATE_KEY = "newsrec_admission_gates"
 REASONS = ("overloaded", "prefetch", "events")
 
 
@@ -34,7 +36,9 @@ class AdmissionControl:
     def __init__(self, app: ASGIApp, max_in_flight: int, prefetch_max_in_flight: int, retry_after_s: int,
                  paths: tuple[str, ...] = ("/v1/recommend",), shed_total: Counter | None = None,
                  in_flight: Gauge | None = None, reason: str = "overloaded", target_lag_ms: float = 0.0,
-                 limit: Gauge | None = None, min_in_flight: int = 1, lag_seconds: Histogram | None = None) -> None:
+                 limit: Gauge | None = None, min_in_flight: int = 1, lag_seconds: Histogram | None = None,
+                 gates: dict[bytes, AdmissionControl] | None = None,
+                 on_fast_shed: Callable[[str], None] | None = None) -> None:
         if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
             raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
                              f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
@@ -70,16 +74,39 @@ class AdmissionControl:
                                                     ("events", "events not accepted under load; send them again "
                                                                "after Retry-After"))}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
-            await self.app(scope, receive, send)
-            return
-        prefetch = _is_prefetch(scope)
+        # serving.fast_shed sheds at the HTTP protocol, before any ASGI task: it finds this gate by raw path here
+        if gates is not None:
+            for path in paths:
+                gates[path.encode()] = self
+        self.on_fast_shed = on_fast_shed  # path -> count its 503: the protocol's sheds bypass the ASGI counters
+        self.fast_sheds = 0
+
+    def decide(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """The shed reason for a request with these (lower-case) headers now, or None to admit it."""
+        prefetch = _is_prefetch(headers)
         limit = self.limit
         if prefetch:
             limit = limit * self.prefetch_max_in_flight // self.max_in_flight
         if self.in_flight >= limit:
-            await self._shed(send, "prefetch" if prefetch else self.reason)
+            return "prefetch" if prefetch else self.reason
+        return None
+
+    def shed_parts(self, reason: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """Count a shed and return its 503's headers and body (built once per reason)."""
+        if self._shed_total is not None:
+            self._shed_total[reason].inc()
+        body = self._shed_bodies[reason]
+        return [*self._shed_headers, (b"content-length", str(len(body)).encode())], body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        reason = self.decide(scope["headers"])
+        if reason is not None:
+            headers, body = self.shed_parts(reason)
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
             return
         self.in_flight += 1
         try:
@@ -95,17 +122,8 @@ class AdmissionControl:
         self.lag.watch()
         return self.lag.limit
 
-    async def _shed(self, send: Send, reason: str) -> None:
-        if self._shed_total is not None:
-            self._shed_total[reason].inc()
-        body = self._shed_bodies[reason]
-        await send({"type": "http.response.start", "status": 503,
-                    "headers": [*self._shed_headers, (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _is_prefetch(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
+def _is_prefetch(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
         if name == PREFETCH_HEADER:
             return value.strip() == b"1"
     return False

@@ -23,7 +23,7 @@ from data.schema import NEWS_ID_PATTERN, USER_ID_PATTERN
 from feature_store.redis_store import RedisFeatureStore
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry, RegistryError
-from serving.admission import AdmissionControl
+from serving.admission import GATES_STATE_KEY, AdmissionControl
 from serving.articles_api import articles_router
 from serving.backends import load_backend
 from serving.bounded_body import bounded_body
@@ -31,7 +31,7 @@ from serving.backends.base import InferenceBackend
 from recsys.bundle import RANKER
 from recsys.catalogue import load_catalogue
 from serving.errors import ApiError, InvalidInput, NotReady, PayloadTooLarge
-from serving.http_metrics import ResponseCounter
+from serving.http_metrics import COUNTED_PATHS, ResponseCounter
 from serving.index import LiveIndex
 from serving.ivf import calibration_readers
 from serving.int8_ranker import int8_ranker_child
@@ -207,7 +207,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         tasks += await start_following(app, settings.stream, settings.follow_stream, metrics.registry)
         app.state.ready = True
         try:
-            yield
+            yield {GATES_STATE_KEY: gates}  # lifespan state: uvicorn hands it to serving.fast_shed's protocol
         finally:
             for task in tasks:
                 task.cancel()
@@ -225,18 +225,24 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.include_router(articles_router(settings))  # publish an article to the stream; is it live here?
     if settings.log_json:
         install_json_logging()
+    gates: dict = {}  # raw path -> its AdmissionControl, filled when the middleware stack is built (first call)
     if settings.admission.enabled:  # sheds before routing, validation or any pipeline work
         a = settings.admission
+
+        def count_503(path: str) -> None:  # a protocol-level shed (serving.fast_shed) passes no ResponseCounter
+            metrics.responses.labels(path if path in COUNTED_PATHS else "other", "503").inc()
+
         app.add_middleware(AdmissionControl, max_in_flight=a.max_in_flight, retry_after_s=a.retry_after_s,
                            prefetch_max_in_flight=a.prefetch_max_in_flight, paths=a.paths,
                            shed_total=metrics.shed, in_flight=metrics.in_flight, target_lag_ms=a.target_lag_ms,
                            limit=metrics.admission_limit, min_in_flight=min(a.min_in_flight, a.max_in_flight),
-                           lag_seconds=metrics.loop_lag)
+                           lag_seconds=metrics.loop_lag, gates=gates, on_fast_shed=count_503)
         if a.events_max_in_flight:
             app.add_middleware(AdmissionControl, max_in_flight=a.events_max_in_flight, retry_after_s=a.retry_after_s,
                                prefetch_max_in_flight=a.events_max_in_flight, paths=("/v1/events",),
                                shed_total=metrics.shed, reason="events", target_lag_ms=a.target_lag_ms,
-                               min_in_flight=min(a.min_in_flight, a.events_max_in_flight))
+                               min_in_flight=min(a.min_in_flight, a.events_max_in_flight), gates=gates,
+                               on_fast_shed=count_503)
     app.add_middleware(RequestIdMiddleware)  # outside admission: sheds carry a request id too
     app.add_middleware(ResponseCounter, responses=metrics.responses)  # added last = outermost of ours
 

@@ -101,7 +101,8 @@ class EventPublisher:
             "enable.idempotence": False, "max.in.flight.requests.per.connection": 1, "linger.ms": s.linger_ms,
             "message.timeout.ms": s.produce_timeout_ms, "request.timeout.ms": s.produce_timeout_ms,
             "socket.connection.setup.timeout.ms": s.produce_timeout_ms, "reconnect.backoff.max.ms": 1_000,
-            "log_level": 3})  # librdkafka's own log: errors only (a down broker is reported by BrokerUnavailable)
+            # librdkafka's own log, errors only, into ours (served by poll() on the delivery thread), not stderr
+            "log_level": 3, "logger": log})
         try:
             producer.list_topics(timeout=s.produce_timeout_ms / 1e3)  # a metadata answer: the broker is there
             ensure_topics(s)  # producing to a missing topic would only fail after message.timeout.ms

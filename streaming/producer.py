@@ -107,7 +107,7 @@ class EventPublisher:
             producer.list_topics(timeout=s.produce_timeout_ms / 1e3)  # a metadata answer: the broker is there
             ensure_topics(s)  # producing to a missing topic would only fail after message.timeout.ms
         except BaseException:
-            producer.flush(0)
+            _shut_down(producer)
             raise
         return producer
 
@@ -182,7 +182,7 @@ class EventPublisher:
         return True
 
     async def close(self, timeout_s: float = 2.0) -> None:
-        """Flush what is pending (bounded) and disconnect."""
+        """Flush what is pending (bounded), drop the rest, and shut the producer's threads down."""
         producer, self._producer = self._producer, None
         delivery, self._delivery = self._delivery, None
         if producer is not None:
@@ -190,3 +190,13 @@ class EventPublisher:
         if delivery is not None:
             delivery.stopping.set()
             await asyncio.to_thread(delivery.join, 2 * POLL_S + 1.0)
+        if producer is not None:
+            await asyncio.to_thread(_shut_down, producer)
+
+
+def _shut_down(producer: Producer) -> None:
+    """Drop what is still queued and close: librdkafka's threads otherwise keep reconnecting (and logging) until the
+    object is garbage-collected, past the broker's own shutdown in tests and benchmarks."""
+    producer.purge()
+    producer.flush(0)  # serves the purged records' delivery reports
+    producer.close()

@@ -97,7 +97,10 @@ class _Connection(asyncio.Protocol):
         self.pool.all.add(self)
 
     def send(self, request: bytes, scheduled: float) -> None:
-        self.scheduled = scheduled
+        # the clock starts at the scheduled time (a late send, waiting for the loop or a connection, is latency),
+        # or at the send if the loop woke a little early (uvloop's timers have 1 ms resolution): counted from the
+        # later scheduled time, a fast answer came out shorter than it was, even negative
+        self.scheduled = min(scheduled, time.perf_counter())
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:

@@ -140,6 +140,25 @@ def _marks(ax, system: dict) -> None:
     ax.axvline(rise, color="orange", linewidth=1)
 
 
+def _canary_marks(ax, system: dict, color: str, name: str) -> None:
+    """The canary's p99 per surge phase as short horizontal bars (admitted: solid, shed: thin), on the series' time
+    axis (seconds from Locust's first history row)."""
+    canary, hist = system["surge"].get("canary"), system["surge"].get("history") or []
+    if not canary or not hist:
+        return
+    t0, labelled = hist[0]["t"], set()
+    for p in canary["phases"]:
+        lo = p.get("start_s")
+        if lo is None:
+            continue
+        for key, width, label in (("admitted_p99_ms", 3.0, "canary admitted p99"), ("shed_p99_ms", 1.2,
+                                                                                     "canary shed p99")):
+            if p.get(key) is not None:
+                ax.hlines(p[key], lo - t0, lo - t0 + p["seconds"], colors=color, linewidth=width, alpha=0.55,
+                          label=None if label in labelled else f"{name} {label} (per phase)")
+                labelled.add(label)
+
+
 def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -154,6 +173,7 @@ def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
         lat.plot(t, [x["p50_ms"] for x in r], color=color, linestyle="--", label=f"{name} admitted p50")
         if any(x["shed_p99_ms"] for x in r):
             lat.plot(t, [x["shed_p99_ms"] for x in r], color=color, linestyle=":", label=f"{name} shed p99")
+        _canary_marks(lat, results["systems"][name], color, name)
         rps.plot(t, [x["offered_rps"] for x in r], color=color, linestyle="--", label=f"{name} offered")
         rps.plot(t, [x["admitted_rps"] for x in r], color=color, label=f"{name} served (admitted)")
         c = results["systems"][name]["capacity_rps"]
@@ -165,7 +185,7 @@ def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
                      label=f"{name} {key[4:]} worker")
     lat.axhline(SLO_P99_MS, color="black", linewidth=0.7, label="SLO p99 100 ms")
     lat.set_yscale("log")
-    titles = [(lat, "recommend latency (ms, Locust 10 s window)"), (rps, "recommend requests/s: offered vs served"),
+    titles = [(lat, "recommend latency (ms): lines Locust (10 s window), bars the canary per phase"), (rps, "recommend requests/s: offered vs served"),
               (fb, "server: fallback answers/s and shed requests/s"), (lag, "consumer lag (records)")]
     for ax, title in titles:
         for name in rows:

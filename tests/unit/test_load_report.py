@@ -107,7 +107,7 @@ def test_canary_figures_by_phase_and_its_checks():
     records += [[106.0 + i / 10, 503, 2.0 + i % 3] for i in range(40)]
     records += [[120.0, 200, 1.0]]  # after the last phase: ignored
     figs = phase_figures(records, phases)
-    assert figs[0] == {"phase": "start", "requests": 2, "admitted": 1, "shed": 1, "errors": 0, "admitted_p50_ms": 80.0,
+    assert figs[0] == {"phase": "start", "start_s": 100.0, "seconds": 5, "requests": 2, "admitted": 1, "shed": 1, "errors": 0, "admitted_p50_ms": 80.0,
                        "admitted_p99_ms": 80.0, "shed_p50_ms": 40.0, "shed_p99_ms": 40.0}
     assert figs[1]["requests"] == 100 and figs[1]["admitted_p99_ms"] < 12 and figs[1]["shed_p99_ms"] < 5
     s = _system(100, 95, 140, 30)  # Locust's own figures miss the latency targets ...

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -131,6 +132,8 @@ def _load_models(settings: ServeSettings, version: str | None, catalogue: Articl
 
 
 def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, float, Articles | None]:
+    if settings.switch_interval_ms is not None:
+        sys.setswitchinterval(settings.switch_interval_ms / 1e3)
     catalogue = load_catalogue(settings.catalogue_dir) if settings.catalogue_dir is not None else None
     version, backend, items, index = _load_models(settings, settings.model.version, catalogue)
     offset = settings.clock_offset_s
@@ -143,7 +146,8 @@ def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, 
                         PipelineSettings(retrieval_k=settings.retrieval_k, category_cap=settings.category_cap,
                                          item_features_from_store=settings.item_features_from_store,
                                          micro_batch_wait_ms=settings.micro_batch_wait_ms,
-                                         ranker_batch_wait_ms=settings.ranker_batch_wait_ms),
+                                         ranker_batch_wait_ms=settings.ranker_batch_wait_ms,
+                                         model_thread=settings.model_thread, loop_turns=settings.loop_turns),
                         store_errors=(*STORE_ERRORS, RedisError))
     return pipeline, offset, catalogue
 

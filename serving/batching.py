@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,12 @@ class MicroBatcher:
     if at least that many could share the call (below it, the model gains nothing from batching).
     """
 
-    def __init__(self, max_wait_ms: float, upstream: Callable[[], int], min_batch: int = 2):
+    def __init__(self, max_wait_ms: float, upstream: Callable[[], int], min_batch: int = 2,
+                 executor: Executor | None = None):
         if not 0 <= max_wait_ms <= MAX_WAIT_MS:
             raise ValueError(f"max_wait_ms must be within 0..{MAX_WAIT_MS} (a batch must not eat the budget)")
         self.max_wait_s, self.upstream, self.min_batch = max_wait_ms / 1e3, upstream, min_batch
+        self.executor = executor  # None: model calls run on the event loop
         self.stats = BatchStats()
         self._pending: _Pending | None = None
         self._gap_s = max_wait_ms / 1e3  # EWMA of the time between arrivals at this stage
@@ -77,7 +80,7 @@ class MicroBatcher:
         if self.max_wait_s == 0:
             self.stats.calls += 1
             self.stats.requests += 1
-            return fn([x])[0]
+            return (await self._call(fn, [x]))[0]
         now = time.perf_counter()
         self._gap_s += 0.1 * (min(now - self._last_arrival, 1.0) - self._gap_s)
         self._last_arrival = now
@@ -88,7 +91,7 @@ class MicroBatcher:
             if others + 1 < self.min_batch:  # idle, or too few could come to make a batch pay: no wait
                 self.stats.calls += 1
                 self.stats.requests += 1
-                return fn([x])[0]
+                return (await self._call(fn, [x]))[0]
             self._pending = _Pending(key, fn, opened=now)
             self._pending.timer = asyncio.get_running_loop().call_later(
                 min(self.max_wait_s, self._gap_s * others), self._flush)
@@ -109,13 +112,28 @@ class MicroBatcher:
         self.stats.calls += 1
         self.stats.requests += len(pending.inputs)
         self.stats.waited_ms += (time.perf_counter() - pending.opened) * 1e3
-        try:
-            out = pending.fn(pending.inputs)
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets the model's error, as it would alone
-            for f in pending.futures:
-                if not f.done():
-                    f.set_exception(exc)
+        if self.executor is not None:
+            call = asyncio.get_running_loop().run_in_executor(self.executor, pending.fn, pending.inputs)
+            call.add_done_callback(lambda c: _deliver(pending.futures, c.exception(), None if c.exception() else c.result()))
             return
-        for f, y in zip(pending.futures, out):
-            if not f.done():  # a caller whose deadline passed has gone; the others still get theirs
-                f.set_result(y)
+        try:
+            out, exc = pending.fn(pending.inputs), None
+        except Exception as e:  # noqa: BLE001 - every waiting request gets the model's error, as it would alone
+            out, exc = None, e
+        _deliver(pending.futures, exc, out)
+
+    async def _call(self, fn: Callable[[list], Sequence], inputs: list) -> Sequence:
+        if self.executor is None:
+            return fn(inputs)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, inputs)
+
+
+def _deliver(futures: list[asyncio.Future], exc: BaseException | None, out: Sequence | None) -> None:
+    """Each waiting caller gets its row of the batch's output, or the batch's error (as it would alone)."""
+    for i, f in enumerate(futures):
+        if f.done():  # a caller whose deadline passed has gone; the others still get theirs
+            continue
+        if exc is not None:
+            f.set_exception(exc)
+        else:
+            f.set_result(out[i])

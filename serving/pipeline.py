@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from feature_store.base import FeatureStore, ItemCounters, UserFeatures
 from serving.backends.base import InferenceBackend
 from serving.batching import MicroBatcher, concat_rows
+from serving.loop_turns import LoopTurns
 from serving.index import BLAS_FROM_QUERIES, IndexSnapshot, LiveIndex
 from recsys.item_table import ItemTable, ItemTableSnapshot
 from recsys.online_features import Candidates, online_ranker_features
@@ -34,6 +36,8 @@ class PipelineSettings:
     item_features_from_store: bool = False
     micro_batch_wait_ms: float = 0.0    # user tower + search; 0: every request calls alone (serving.batching)
     ranker_batch_wait_ms: float = 0.0
+    model_thread: bool = False          # model calls on one thread of their own, not the event loop
+    loop_turns: bool = False            # one request's CPU stretch per loop iteration (serving.loop_turns)
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,18 @@ class InFlight:
 
     STAGES = ("retrieval", "ranker")
 
-    def __init__(self, retrieval_wait_ms: float = 0.0, ranker_wait_ms: float = 0.0):
+    def __init__(self, retrieval_wait_ms: float = 0.0, ranker_wait_ms: float = 0.0, model_thread: bool = False,
+                 loop_turns: bool = False):
         self.upstream = dict.fromkeys(self.STAGES, 0)  # requests that have not reached the stage (yet)
+        ex = ThreadPoolExecutor(1, thread_name_prefix="newsrec-model") if model_thread else None
         # user tower + search: the search pays from BLAS_FROM_QUERIES queries (one pass over the pool for all)
-        self.retrieval = MicroBatcher(retrieval_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES)
-        self.ranker = MicroBatcher(ranker_wait_ms, lambda: self.upstream["ranker"])
+        self.retrieval = MicroBatcher(retrieval_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES, ex)
+        self.ranker = MicroBatcher(ranker_wait_ms, lambda: self.upstream["ranker"], executor=ex)
+        self.turns = LoopTurns() if loop_turns else None
+
+    async def turn(self) -> None:
+        if self.turns is not None:
+            await self.turns.take()
 
     def start(self) -> set[str]:
         """A new request: upstream of every stage. Returns its ticket (the stages it has not reached)."""
@@ -87,7 +98,8 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         if self.in_flight is None:
-            self.in_flight = InFlight(self.settings.micro_batch_wait_ms, self.settings.ranker_batch_wait_ms)
+            self.in_flight = InFlight(self.settings.micro_batch_wait_ms, self.settings.ranker_batch_wait_ms,
+                                      self.settings.model_thread, self.settings.loop_turns)
 
 
 class _Clock:
@@ -175,6 +187,9 @@ async def _retrieve(p: Pipeline, table: ItemTableSnapshot, hist_rows: np.ndarray
     user_vec, idx, sims, s, tower_ms = await p.in_flight.retrieval.run((backend, table, p.index),
                                                                        user_tower_and_search, (history, now_s))
     clock.lap_split("user_tower", tower_ms, "retrieval")
+    # a batch wakes many requests at once: their next stretches run one per loop iteration (the wait for a turn
+    # is timed into the next stage)
+    await p.in_flight.turn()
     rows, cats = _table_rows(s, idx, table)
     # drop seen articles, and rows -1 (the index never outruns the table); a mask over the table's rows, as
     # np.isin sorts both arrays (~10x slower at these sizes)
@@ -256,4 +271,5 @@ async def _recommend(p: Pipeline, user_id: str, k: int, now_s: float, deadline_s
     p.in_flight.reach(ticket, "ranker")
     scores = await p.in_flight.ranker.run((p.backend,), concat_rows(p.backend.rank), features)
     clock.lap("ranker")
+    await p.in_flight.turn()
     return _answer(p, clock, "ranked", pick(scores, categories))

@@ -68,6 +68,14 @@ class ServeSettings(BaseSettings):
     # ranker batching on top changed neither (ranker cost is linear in rows) and only added its wait: off.
     micro_batch_wait_ms: float = 2.0    # user tower + index search
     ranker_batch_wait_ms: float = 0.0   # ranker
+    # The event loop answers sheds only between its own stretches of work. Shorter stretches under a surge, at a
+    # cost in latency and CPU below saturation (README, "Load tests"; all three on, measured on 2 cores: `newsrec
+    # bench load`'s canary shed p99 6.6-7.5 ms vs 11.7 ms, but `newsrec bench serve` p99 at 500 req/s 84.7 ms vs
+    # 17.8 ms and max RPS within the SLO 486 vs 895), so off by default:
+    model_thread: bool = False          # model calls (the batches above) on a thread of their own, off the loop
+    loop_turns: bool = False            # one request's CPU stretch per event-loop iteration (serving.loop_turns)
+    # sys.setswitchinterval: how long a thread may hold the GIL while another waits (None: Python's own, 5 ms)
+    switch_interval_ms: float | None = Field(default=None, gt=0)
     default_budget_ms: float = 100.0
     max_budget_ms: float = 1_000.0
     # The world's clock: 0 in production. A synthetic world lives in 2019, so the demo shifts "now" to the end

@@ -85,3 +85,39 @@ def test_a_model_error_reaches_every_caller_of_the_batch():
 def test_the_wait_bound_is_checked():
     with pytest.raises(ValueError, match="max_wait_ms"):
         MicroBatcher(5.0, lambda: 1)
+
+
+def test_with_an_executor_the_batch_runs_off_the_event_loop_and_errors_still_reach_every_caller():
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    threads: list[str] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        if (x < 0).any():
+            raise ValueError("bad row")
+        return x.sum(axis=1)
+
+    upstream = [0]
+    with ThreadPoolExecutor(1, thread_name_prefix="model") as ex:
+        batcher = MicroBatcher(2.0, lambda: upstream[0], executor=ex)
+
+        async def one(x):
+            upstream[0] += 1
+            await asyncio.sleep(0)
+            upstream[0] -= 1
+            return await batcher.run((model,), concat_rows(model), x)
+
+        async def main(xs):
+            return await asyncio.gather(*(one(x) for x in xs), return_exceptions=True)
+
+        outs = asyncio.run(main([np.full((n, 2), float(n)) for n in (1, 2, 3)]))
+        assert [o.tolist() for o in outs] == [[2.0], [4.0, 4.0], [6.0, 6.0, 6.0]]
+        errs = asyncio.run(main([np.ones((1, 2)), -np.ones((1, 2))]))  # one bad row fails the shared call
+        assert all(isinstance(e, ValueError) for e in errs)
+        alone = asyncio.run(MicroBatcher(0.0, lambda: 0, executor=ex).run((model,), concat_rows(model),
+                                                                          np.ones((1, 2))))
+        assert alone.tolist() == [2.0]
+    assert threads and all(t.startswith("model") for t in threads)
+    assert len(threads) == 3  # one call per batch: [1, 2, 3], [1, -1], the lone one

@@ -129,3 +129,20 @@ def test_micro_batched_requests_get_the_answers_they_get_alone(parts):
         np.testing.assert_allclose(b.scores, a.scores, rtol=1e-5)
     for stats in (batched.in_flight.retrieval.stats, batched.in_flight.ranker.stats):
         assert stats.requests == sum(r.source == "ranked" for r in alone) and stats.calls < stats.requests
+
+
+def test_model_calls_off_the_loop_with_loop_turns_give_the_same_answers(parts):
+    ds, spec, store, items, index, now = parts
+    users = [str(u) for u in dict.fromkeys(ds.dev.imp_user[:40])][:12]
+    backend, store = MeanBackend(spec), NetworkLikeStore(store)
+    on_loop = Pipeline(store, backend, index, items, "v-test", PipelineSettings(retrieval_k=200, micro_batch_wait_ms=2.0))
+    off_loop = Pipeline(store, backend, index, items, "v-test", PipelineSettings(
+        retrieval_k=200, micro_batch_wait_ms=2.0, model_thread=True, loop_turns=True))
+
+    async def all_at_once(p):
+        return await asyncio.gather(*(recommend(p, u, 10, now, time.perf_counter() + 5) for u in users))
+
+    a, b = asyncio.run(all_at_once(on_loop)), asyncio.run(all_at_once(off_loop))
+    assert [r.news_ids for r in b] == [r.news_ids for r in a] and {r.source for r in b} == {r.source for r in a}
+    assert off_loop.in_flight.retrieval.executor is not None and off_loop.in_flight.turns is not None
+    assert off_loop.in_flight.retrieval.stats.calls < off_loop.in_flight.retrieval.stats.requests  # still batched

@@ -221,8 +221,9 @@ def markdown(results: dict) -> str:
         lines.append(f"- offered at the hold: {x['hold_offered_rps']} recommend/s = {x['hold_offered_over_C']}x C")
         canary = sys_["surge"].get("canary")
         if canary:
-            lines += ["", f"Canary ({canary['rps']:g} open-loop requests/s from its own process, through the same "
-                      "surge): latency without Locust's own wait for its CPU.", "",
+            where = f", {canary['where']}" if canary.get("where") else ""
+            lines += ["", f"Canary ({canary['rps']:g} open-loop requests/s from its own process{where}, through the "
+                      "same surge): latency without Locust's own wait for its CPU.", "",
                       "| phase | requests | admitted | shed | errors | admitted p50 / p99 (ms) | shed p50 / p99 (ms) |",
                       "|---|---|---|---|---|---|---|"]
             lines += [f"| {p['phase']} | {p['requests']} | {p['admitted']} | {p['shed']} | {p['errors']} | "

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import gc
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -235,14 +237,20 @@ def run_step(base_url: str, user_ids: list[str], rps: float, seconds: float, see
     n = int(rps * seconds)
     starts = np.cumsum(rng.exponential(1.0 / rps, n))
     paths = [f"/v1/recommend?user_id={u}&k={k}".encode() for u in rng.choice(user_ids, n)]
-    # No cyclic GC during a step: the calling process may hold a big heap (the bench materializes a world first),
-    # and one full collection stalls this loop for hundreds of ms, which would be measured as server latency.
+    with _no_gc(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_run(base_url, paths, starts, rps, max_in_flight, timeout_s, sample_every))
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """No cyclic GC while requests are timed: the calling process may hold a big heap (the bench materializes a
+    world first), and a collection stalls this loop (one full collection: hundreds of ms), which would be measured
+    as the server's latency. The timeline's per-request log alone triggers a young collection every ~700 requests."""
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(_run(base_url, paths, starts, rps, max_in_flight, timeout_s, sample_every))
+        yield
     finally:
         if enabled:
             gc.enable()
@@ -257,7 +265,7 @@ def run_timeline(base_url: str, user_ids: list[str], rps: float, seconds: float,
     starts = np.cumsum(rng.exponential(1.0 / rps, n))
     paths = [f"/v1/recommend?user_id={u}&k={k}".encode() for u in rng.choice(user_ids, n)]
     log: list[tuple[float, int, float]] = []
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with _no_gc(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_run(base_url, paths, starts, rps, max_in_flight, timeout_s, 10**9, log))
     wall_minus_perf = time.time() - time.perf_counter()
     return [(t + wall_minus_perf, status, ms) for t, status, ms in log]

@@ -74,7 +74,8 @@ def bench_serve(world: Annotated[Path, typer.Option(help="A world materialized i
                 = "100,200,300,500,700,900",
                 step_s: Annotated[float, typer.Option(help="Seconds per load step.")] = 8.0,
                 systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, optimized_batching, "
-                                                          "optimized_batching_ranker, optimized_1worker, naive, "
+                                                          "optimized_batching_ranker, optimized_1worker, "
+                                                          "batching_off_loop (the surge options), naive, "
                                                           "exact_fp32_batching (before IVF and the int8 ranker).")]
                 = "optimized,optimized_batching,optimized_batching_ranker,optimized_1worker,naive",
                 step_tries: Annotated[int, typer.Option(help="Runs of a step at most, while other processes keep "
@@ -194,7 +195,8 @@ def bench_load(world: Annotated[Path, typer.Option(help="A world (materialized i
                registry: Annotated[Path, typer.Option(help="Model registry (its current version is served).")]
                = Path("var/registry"),
                out: Annotated[Path, typer.Option(help="Results directory.")] = Path("var/bench/load"),
-               systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, naive.")]
+               systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, naive, "
+                                                         "optimized_off_loop (the surge options).")]
                = "optimized,naive",
                over_capacity: Annotated[float, typer.Option(help="Surge peak offered load / measured C.")] = 5.0
                ) -> None:

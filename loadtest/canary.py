@@ -39,7 +39,8 @@ def phase_figures(records: list[list[float]], phases: list[dict]) -> list[dict]:
         inside = [(status, ms) for t, status, ms in records if lo <= t < hi]
         ok = [ms for status, ms in inside if status == 200]
         shed = [ms for status, ms in inside if status == SHED_STATUS]
-        out.append({"phase": p["phase"], "start_s": lo, "seconds": p["seconds"], "requests": len(inside), "admitted": len(ok), "shed": len(shed),
+        out.append({"phase": p["phase"], "start_s": lo, "seconds": p["seconds"], "requests": len(inside),
+                    "admitted": len(ok), "shed": len(shed),
                     "errors": len(inside) - len(ok) - len(shed), "admitted_p50_ms": _pct(ok, 50),
                     "admitted_p99_ms": _pct(ok, 99), "shed_p50_ms": _pct(shed, 50), "shed_p99_ms": _pct(shed, 99)})
     return out

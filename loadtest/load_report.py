@@ -185,7 +185,8 @@ def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
                      label=f"{name} {key[4:]} worker")
     lat.axhline(SLO_P99_MS, color="black", linewidth=0.7, label="SLO p99 100 ms")
     lat.set_yscale("log")
-    titles = [(lat, "recommend latency (ms): lines Locust (10 s window), bars the canary per phase"), (rps, "recommend requests/s: offered vs served"),
+    titles = [(lat, "recommend latency (ms): lines Locust (10 s window), bars the canary per phase"),
+              (rps, "recommend requests/s: offered vs served"),
               (fb, "server: fallback answers/s and shed requests/s"), (lag, "consumer lag (records)")]
     for ax, title in titles:
         for name in rows:

@@ -114,7 +114,7 @@ class MicroBatcher:
         self.stats.waited_ms += (time.perf_counter() - pending.opened) * 1e3
         if self.executor is not None:
             call = asyncio.get_running_loop().run_in_executor(self.executor, pending.fn, pending.inputs)
-            call.add_done_callback(lambda c: _deliver(pending.futures, c.exception(), None if c.exception() else c.result()))
+            call.add_done_callback(lambda c: _deliver_call(pending.futures, c))
             return
         try:
             out, exc = pending.fn(pending.inputs), None
@@ -126,6 +126,11 @@ class MicroBatcher:
         if self.executor is None:
             return fn(inputs)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, inputs)
+
+
+def _deliver_call(futures: list[asyncio.Future], call: asyncio.Future) -> None:
+    exc = call.exception()
+    _deliver(futures, exc, None if exc is not None else call.result())
 
 
 def _deliver(futures: list[asyncio.Future], exc: BaseException | None, out: Sequence | None) -> None:

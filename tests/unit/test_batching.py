@@ -3,7 +3,9 @@ waits; the wait is bounded; different models never share a call; a model error r
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -88,9 +90,6 @@ def test_the_wait_bound_is_checked():
 
 
 def test_with_an_executor_the_batch_runs_off_the_event_loop_and_errors_still_reach_every_caller():
-    from concurrent.futures import ThreadPoolExecutor
-    import threading
-
     threads: list[str] = []
 
     def model(x: np.ndarray) -> np.ndarray:

@@ -135,7 +135,8 @@ def test_model_calls_off_the_loop_with_loop_turns_give_the_same_answers(parts):
     ds, spec, store, items, index, now = parts
     users = [str(u) for u in dict.fromkeys(ds.dev.imp_user[:40])][:12]
     backend, store = MeanBackend(spec), NetworkLikeStore(store)
-    on_loop = Pipeline(store, backend, index, items, "v-test", PipelineSettings(retrieval_k=200, micro_batch_wait_ms=2.0))
+    on_loop = Pipeline(store, backend, index, items, "v-test",
+                       PipelineSettings(retrieval_k=200, micro_batch_wait_ms=2.0))
     off_loop = Pipeline(store, backend, index, items, "v-test", PipelineSettings(
         retrieval_k=200, micro_batch_wait_ms=2.0, model_thread=True, loop_turns=True))
 

@@ -23,9 +23,10 @@ LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 # naive: what serving is without our work (torch eager, candidate features from Redis per request, no admission)
 SYSTEMS = {
     "optimized": {"env": {}, "args": ()},
-    # with the surge options (serving.settings): model calls off the event loop, loop turns, a 0.5 ms GIL switch
-    "optimized_off_loop": {"env": {"NEWSREC_MODEL_THREAD": "true", "NEWSREC_LOOP_TURNS": "true",
-                                   "NEWSREC_SWITCH_INTERVAL_MS": "0.5"}, "args": ()},
+    # the surge options (serving.settings) always on, not only while shedding; and never
+    "optimized_off_loop": {"env": {"NEWSREC_OFF_LOOP_WHEN": "always"}, "args": ()},
+    "optimized_on_loop": {"env": {"NEWSREC_MODEL_THREAD": "false", "NEWSREC_LOOP_TURNS": "false",
+                                  "NEWSREC_SWITCH_INTERVAL_MS": "5"}, "args": ()},
     "naive": {"env": {"NEWSREC_ITEM_FEATURES_FROM_STORE": "true", "NEWSREC_ADMISSION__ENABLED": "false",
                       "NEWSREC_MICRO_BATCH_WAIT_MS": "0"}, "args": ("--backend", "torch")},
 }
@@ -69,7 +70,7 @@ class LoadConfig:
     canary_rps: float = 20.0          # loadtest.canary's requests through the surge (0: none)
     # The canary runs where a client's wait is the server's alone: on the API replica's CPUs, ahead of the server's
     # threads (niceness -15; needs root, else it keeps the default), ~0.2% of that core. On the generator's core,
-    # 100% busy, it timed 1-3 ms of its own waits into every answer (shed p99 11.7-14.7 ms vs 6.6-7.5 ms here).
+    # 100% busy, it timed 1-3 ms of its own waits into every answer (one server build: shed p50 3.4-3.7 vs 2.5 ms).
     canary_nice: int = -15
     canary_on_serve_cpus: bool = True
 

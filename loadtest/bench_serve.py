@@ -43,8 +43,7 @@ SYSTEMS = {
                                                   "NEWSREC_RANKER_BATCH_WAIT_MS": "2"}, "workers": 2},
     "optimized_1worker": {"env": _FAST, "workers": 1},
     # optimized_batching with the surge options: model calls off the event loop, loop turns, a 0.5 ms GIL switch
-    "batching_off_loop": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2", "NEWSREC_MODEL_THREAD": "true",
-                                          "NEWSREC_LOOP_TURNS": "true", "NEWSREC_SWITCH_INTERVAL_MS": "0.5"},
+    "batching_off_loop": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2", "NEWSREC_OFF_LOOP_WHEN": "always"},
                           "workers": 2},
     # the service before IVF and the int8 ranker (exact search, fp32 ranker), with user tower + search batching
     "exact_fp32_batching": {"env": _FAST | {"NEWSREC_MICRO_BATCH_WAIT_MS": "2", "NEWSREC_MODEL__INT8_RANKER": "false",

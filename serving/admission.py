@@ -38,7 +38,8 @@ class AdmissionControl:
                  in_flight: Gauge | None = None, reason: str = "overloaded", target_lag_ms: float = 0.0,
                  limit: Gauge | None = None, min_in_flight: int = 1, lag_seconds: Histogram | None = None,
                  gates: dict[bytes, AdmissionControl] | None = None,
-                 on_fast_shed: Callable[[str], None] | None = None) -> None:
+                 on_fast_shed: Callable[[str], None] | None = None, on_shed: Callable[[], None] | None = None
+                 ) -> None:
         if max_in_flight < 1 or not 0 <= prefetch_max_in_flight <= max_in_flight:
             raise ValueError(f"need 1 <= max_in_flight ({max_in_flight}) and "
                              f"0 <= prefetch_max_in_flight ({prefetch_max_in_flight}) <= max_in_flight")
@@ -80,6 +81,7 @@ class AdmissionControl:
                 gates[path.encode()] = self
         self.on_fast_shed = on_fast_shed  # path -> count its 503: the protocol's sheds bypass the ASGI counters
         self.fast_sheds = 0
+        self.on_shed = on_shed  # every shed of this gate, ASGI or protocol (serving.shed_window)
 
     def decide(self, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
         """The shed reason for a request with these (lower-case) headers now, or None to admit it."""
@@ -95,6 +97,8 @@ class AdmissionControl:
         """Count a shed and return its 503's headers and body (built once per reason)."""
         if self._shed_total is not None:
             self._shed_total[reason].inc()
+        if self.on_shed is not None:
+            self.on_shed()
         body = self._shed_bodies[reason]
         return [*self._shed_headers, (b"content-length", str(len(body)).encode())], body
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -25,6 +24,7 @@ from feature_store.redis_store import RedisFeatureStore
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry, RegistryError
 from serving.admission import GATES_STATE_KEY, AdmissionControl
+from serving.shed_window import ShedWindow
 from serving.articles_api import articles_router
 from serving.backends import load_backend
 from serving.bounded_body import bounded_body
@@ -131,9 +131,8 @@ def _load_models(settings: ServeSettings, version: str | None, catalogue: Articl
     return loaded.version, backend, items, index
 
 
-def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, float, Articles | None]:
-    if settings.switch_interval_ms is not None:
-        sys.setswitchinterval(settings.switch_interval_ms / 1e3)
+def _build(settings: ServeSettings, metrics: ServingMetrics, shedding: ShedWindow
+           ) -> tuple[Pipeline, float, Articles | None]:
     catalogue = load_catalogue(settings.catalogue_dir) if settings.catalogue_dir is not None else None
     version, backend, items, index = _load_models(settings, settings.model.version, catalogue)
     offset = settings.clock_offset_s
@@ -148,7 +147,7 @@ def _build(settings: ServeSettings, metrics: ServingMetrics) -> tuple[Pipeline, 
                                          micro_batch_wait_ms=settings.micro_batch_wait_ms,
                                          ranker_batch_wait_ms=settings.ranker_batch_wait_ms,
                                          model_thread=settings.model_thread, loop_turns=settings.loop_turns),
-                        store_errors=(*STORE_ERRORS, RedisError))
+                        store_errors=(*STORE_ERRORS, RedisError), off_loop_now=shedding)
     return pipeline, offset, catalogue
 
 
@@ -199,7 +198,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        pipeline, offset, app.state.catalogue = _build(settings, metrics)
+        pipeline, offset, app.state.catalogue = _build(settings, metrics, shedding)
         speedup, origin = settings.clock_speedup, settings.clock_wall_origin_s
         app.state.pipeline = pipeline
         app.state.now = lambda: (t := time.time()) + offset + (t - origin) * (speedup - 1.0)
@@ -230,6 +229,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     if settings.log_json:
         install_json_logging()
     gates: dict = {}  # raw path -> its AdmissionControl, filled when the middleware stack is built (first call)
+    shedding = ShedWindow(settings.off_loop_when == "always", settings.switch_interval_ms)
     if settings.admission.enabled:  # sheds before routing, validation or any pipeline work
         a = settings.admission
 
@@ -240,13 +240,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
                            prefetch_max_in_flight=a.prefetch_max_in_flight, paths=a.paths,
                            shed_total=metrics.shed, in_flight=metrics.in_flight, target_lag_ms=a.target_lag_ms,
                            limit=metrics.admission_limit, min_in_flight=min(a.min_in_flight, a.max_in_flight),
-                           lag_seconds=metrics.loop_lag, gates=gates, on_fast_shed=count_503)
+                           lag_seconds=metrics.loop_lag, gates=gates, on_fast_shed=count_503,
+                           on_shed=shedding.shed)
         if a.events_max_in_flight:
             app.add_middleware(AdmissionControl, max_in_flight=a.events_max_in_flight, retry_after_s=a.retry_after_s,
                                prefetch_max_in_flight=a.events_max_in_flight, paths=("/v1/events",),
                                shed_total=metrics.shed, reason="events", target_lag_ms=a.target_lag_ms,
                                min_in_flight=min(a.min_in_flight, a.events_max_in_flight), gates=gates,
-                               on_fast_shed=count_503)
+                               on_fast_shed=count_503, on_shed=shedding.shed)
     app.add_middleware(RequestIdMiddleware)  # outside admission: sheds carry a request id too
     app.add_middleware(ResponseCounter, responses=metrics.responses)  # added last = outermost of ours
 

@@ -64,11 +64,11 @@ class MicroBatcher:
     """
 
     def __init__(self, max_wait_ms: float, upstream: Callable[[], int], min_batch: int = 2,
-                 executor: Executor | None = None):
+                 executor: Executor | None = None, offload: Callable[[], bool] = lambda: True):
         if not 0 <= max_wait_ms <= MAX_WAIT_MS:
             raise ValueError(f"max_wait_ms must be within 0..{MAX_WAIT_MS} (a batch must not eat the budget)")
         self.max_wait_s, self.upstream, self.min_batch = max_wait_ms / 1e3, upstream, min_batch
-        self.executor = executor  # None: model calls run on the event loop
+        self.executor, self.offload = executor, offload  # model calls on the executor while offload() says so
         self.stats = BatchStats()
         self._pending: _Pending | None = None
         self._gap_s = max_wait_ms / 1e3  # EWMA of the time between arrivals at this stage
@@ -112,7 +112,7 @@ class MicroBatcher:
         self.stats.calls += 1
         self.stats.requests += len(pending.inputs)
         self.stats.waited_ms += (time.perf_counter() - pending.opened) * 1e3
-        if self.executor is not None:
+        if self.executor is not None and self.offload():
             call = asyncio.get_running_loop().run_in_executor(self.executor, pending.fn, pending.inputs)
             call.add_done_callback(lambda c: _deliver_call(pending.futures, c))
             return
@@ -123,7 +123,7 @@ class MicroBatcher:
         _deliver(pending.futures, exc, out)
 
     async def _call(self, fn: Callable[[list], Sequence], inputs: list) -> Sequence:
-        if self.executor is None:
+        if self.executor is None or not self.offload():
             return fn(inputs)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, inputs)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,16 +59,19 @@ class InFlight:
     STAGES = ("retrieval", "ranker")
 
     def __init__(self, retrieval_wait_ms: float = 0.0, ranker_wait_ms: float = 0.0, model_thread: bool = False,
-                 loop_turns: bool = False):
+                 loop_turns: bool = False, off_loop_now: Callable[[], bool] = lambda: True):
+        """model_thread, loop_turns: the surge options, applied while off_loop_now() (serving.shed_window)."""
         self.upstream = dict.fromkeys(self.STAGES, 0)  # requests that have not reached the stage (yet)
         ex = ThreadPoolExecutor(1, thread_name_prefix="newsrec-model") if model_thread else None
         # user tower + search: the search pays from BLAS_FROM_QUERIES queries (one pass over the pool for all)
-        self.retrieval = MicroBatcher(retrieval_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES, ex)
-        self.ranker = MicroBatcher(ranker_wait_ms, lambda: self.upstream["ranker"], executor=ex)
+        self.retrieval = MicroBatcher(retrieval_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES, ex,
+                                      off_loop_now)
+        self.ranker = MicroBatcher(ranker_wait_ms, lambda: self.upstream["ranker"], executor=ex, offload=off_loop_now)
         self.turns = LoopTurns() if loop_turns else None
+        self.off_loop_now = off_loop_now
 
     async def turn(self) -> None:
-        if self.turns is not None:
+        if self.turns is not None and self.off_loop_now():
             await self.turns.take()
 
     def start(self) -> set[str]:
@@ -95,11 +99,12 @@ class Pipeline:
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     store_errors: tuple[type[BaseException], ...] = STORE_ERRORS
     in_flight: InFlight | None = None  # built from settings on first use
+    off_loop_now: Callable[[], bool] = lambda: True  # when the surge options apply (serving.shed_window)
 
     def __post_init__(self) -> None:
         if self.in_flight is None:
             self.in_flight = InFlight(self.settings.micro_batch_wait_ms, self.settings.ranker_batch_wait_ms,
-                                      self.settings.model_thread, self.settings.loop_turns)
+                                      self.settings.model_thread, self.settings.loop_turns, self.off_loop_now)
 
 
 class _Clock:

@@ -3,6 +3,7 @@ import time. Environment: NEWSREC_* with `__` between nested names (NEWSREC_STOR
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,14 +69,16 @@ class ServeSettings(BaseSettings):
     # ranker batching on top changed neither (ranker cost is linear in rows) and only added its wait: off.
     micro_batch_wait_ms: float = 2.0    # user tower + index search
     ranker_batch_wait_ms: float = 0.0   # ranker
-    # The event loop answers sheds only between its own stretches of work. Shorter stretches under a surge, at a
-    # cost in latency and CPU below saturation (README, "Load tests"; all three on, measured on 2 cores: `newsrec
-    # bench load`'s canary shed p99 6.6-7.5 ms vs 11.7 ms, but `newsrec bench serve` p99 at 500 req/s 84.7 ms vs
-    # 17.8 ms and max RPS within the SLO 486 vs 895), so off by default:
-    model_thread: bool = False          # model calls (the batches above) on a thread of their own, off the loop
-    loop_turns: bool = False            # one request's CPU stretch per event-loop iteration (serving.loop_turns)
+    # The surge options. The event loop answers sheds only between its own stretches of work; these keep them
+    # short, at a cost in latency and CPU below saturation (README, "Load tests"; all three always on, 2 cores:
+    # `newsrec bench load`'s canary shed p99 6.6-7.5 ms vs 11.7 ms, but `newsrec bench serve` p99 at 500 req/s
+    # 84.7 ms vs 17.8 ms and max RPS within the SLO 486 vs 895). So by default they apply only while this worker
+    # sheds (off_loop_when, serving.shed_window); `newsrec bench serve` runs without admission control.
+    model_thread: bool = True           # model calls (the batches above) on a thread of their own, off the loop
+    loop_turns: bool = True             # one request's CPU stretch per event-loop iteration (serving.loop_turns)
     # sys.setswitchinterval: how long a thread may hold the GIL while another waits (None: Python's own, 5 ms)
-    switch_interval_ms: float | None = Field(default=None, gt=0)
+    switch_interval_ms: float | None = Field(default=0.5, gt=0)
+    off_loop_when: Literal["always", "shedding"] = "shedding"
     default_budget_ms: float = 100.0
     max_budget_ms: float = 1_000.0
     # The world's clock: 0 in production. A synthetic world lives in 2019, so the demo shifts "now" to the end

@@ -99,6 +99,22 @@ def test_the_bound_holds_and_the_excess_gets_a_fast_503_with_retry_after():
     assert mw.in_flight == 0 and registry.get_sample_value("in_flight") == 0
 
 
+def test_every_shed_is_reported_to_on_shed_and_admitted_requests_are_not():
+    sheds: list[int] = []
+
+    async def scenario():
+        inner = SlowApp()
+        mw = AdmissionControl(inner, 2, 1, 1, on_shed=lambda: sheds.append(1))
+        admitted = await hold(mw, 2)
+        assert sheds == []
+        await asyncio.gather(*(call(mw) for _ in range(3)))
+        inner.release.set()
+        await asyncio.gather(*admitted)
+
+    run(scenario)
+    assert len(sheds) == 3
+
+
 def test_prefetch_is_shed_first_at_its_lower_threshold():
     async def scenario():
         inner = SlowApp()

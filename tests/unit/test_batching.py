@@ -120,3 +120,19 @@ def test_with_an_executor_the_batch_runs_off_the_event_loop_and_errors_still_rea
         assert alone.tolist() == [2.0]
     assert threads and all(t.startswith("model") for t in threads)
     assert len(threads) == 3  # one call per batch: [1, 2, 3], [1, -1], the lone one
+
+
+def test_offload_decides_per_call_whether_the_executor_is_used():
+    threads: list[str] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return x.sum(axis=1)
+
+    now = [False]
+    with ThreadPoolExecutor(1, thread_name_prefix="model") as ex:
+        batcher = MicroBatcher(0.0, lambda: 0, executor=ex, offload=lambda: now[0])
+        asyncio.run(batcher.run((model,), concat_rows(model), np.ones((1, 2))))
+        now[0] = True
+        asyncio.run(batcher.run((model,), concat_rows(model), np.ones((1, 2))))
+    assert threads[0] == threading.main_thread().name and threads[1].startswith("model")

@@ -121,6 +121,7 @@ def page_router(settings: ServeSettings) -> APIRouter:
         head, tail = keys.history_key(p.store.config.prefix, "\0").split("\0")
         pattern = f"{_glob_escape(head)}*{_glob_escape(tail)}"
         found: set[str] = set()
+        degraded: list[str] = []
         cursor = 0
         try:
             for _ in range(SCAN_CALLS):
@@ -132,8 +133,8 @@ def page_router(settings: ServeSettings) -> APIRouter:
                 if cursor == 0 or len(found) >= n:
                     break
         except request.app.state.store_errors:
-            return {"readers": [], "degraded": ["store_unavailable"]}
-        return {"readers": sorted(found, key=lambda u: int(u[1:]))[:n], "degraded": []}
+            degraded.append("store_unavailable")  # the readers found before the failure are still readers
+        return {"readers": sorted(found, key=lambda u: int(u[1:]))[:n], "degraded": degraded}
 
     @router.get("/v1/users/{user_id}/history")
     async def history(request: Request, user_id: Annotated[str, PathParam(pattern=USER_ID_PATTERN.pattern)],

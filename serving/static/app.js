@@ -8,6 +8,8 @@ const POLL_MS = 600;           // after a click: how often to re-ask for the fee
 const POLL_LIMIT_MS = 15000;   // ...and for how long before saying the feed has not changed yet
 const SIDE_REFRESH_MS = 5000;  // trending and latency
 const LATENCY_WINDOW = 200;    // rolling window of this page's own feed round trips
+const READER_TRIES = 10;       // sample readers: asked again while none come back (a store that timed out, a stack
+const READER_RETRY_MS = 2000;  // still loading histories), then "No sample readers"
 
 const $ = (id) => document.getElementById(id);
 const state = { reader: null, items: [], meta: null, articles: new Map(), read: new Set(), latencies: [],
@@ -339,10 +341,19 @@ async function publish(ev) {
 // --- start --------------------------------------------------------------------------------------------------
 async function loadReaders() {
   const select = $("reader-select");
-  const r = await api("/v1/readers?n=12");
-  const readers = r.ok ? r.body.readers : [];
-  select.replaceChildren(el("option", { value: "", text: readers.length ? "Choose a reader…" : "No sample readers" }),
-    ...readers.map((u) => el("option", { value: u, text: u })));
+  for (let attempt = 1; ; attempt++) {
+    let readers = [];
+    try {
+      const r = await api("/v1/readers?n=12");
+      readers = r.ok ? r.body.readers : [];
+    } catch (_) { /* unreachable server: the same as none yet */ }
+    if (readers.length || attempt >= READER_TRIES) {
+      select.replaceChildren(el("option", { value: "", text: readers.length ? "Choose a reader…" : "No sample readers" }),
+        ...readers.map((u) => el("option", { value: u, text: u })));
+      return;
+    }
+    await new Promise((done) => setTimeout(done, READER_RETRY_MS));
+  }
 }
 
 function start() {

@@ -37,6 +37,17 @@ def test_reader_feed_click_changes_the_feed(stack, services):
             page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
             page.on("console", lambda msg: errors.append(f"console: {msg.text} at {msg.location.get('url')}")
                     if msg.type == "error" else None)
+            # the first sample-readers answer is the one a store timeout gives: the page must ask again
+            readers_calls: list[str] = []
+
+            def first_readers_degraded(route):
+                readers_calls.append(route.request.url)
+                if len(readers_calls) == 1:
+                    route.fulfill(status=200, json={"readers": [], "degraded": ["store_unavailable"]})
+                else:
+                    route.continue_()
+
+            page.route("**/v1/readers*", first_readers_degraded)
             page.goto(f"{stack.replicas[0]}/")
             expect(page).to_have_title(re.compile("newsrec"))
 
@@ -51,6 +62,7 @@ def test_reader_feed_click_changes_the_feed(stack, services):
             # pick a sample reader (the page lists readers with a click history from Redis)
             options = page.locator("#reader-select option:not([value=''])")
             expect(options.first).to_be_attached(timeout=10_000)
+            assert len(readers_calls) >= 2, readers_calls
             reader = options.first.get_attribute("value")
             assert re.fullmatch(r"U\d+", reader)
             page.get_by_label("Reader", exact=True).select_option(reader)

@@ -65,7 +65,10 @@ def surge_checks(system: dict) -> dict:
     worst_p99, worst_shed = max(p99s, default=None), max(shed_p99s, default=None)
     goodput = hold.get("goodput_rps", 0.0)
     offered = goodput + hold.get("shed_rps", 0.0)  # recommend requests sent per second at the hold, shed or not
+    lags = [p["generator_lag_p99_ms"] for p in phases.values() if p.get("generator_lag_p99_ms") is not None]
     out = {"admitted_p99_ms_worst_phase": worst_p99, "failures": failures, "hold_goodput_rps": goodput,
+           # Locust's own lateness (loadtest.generator_health): how much of its latency is its own wait
+           "generator_lag_p99_ms_worst_phase": max(lags, default=None),
            "hold_within_slo_rps": hold.get("within_slo_rps"),
            "capacity_rps": c, "hold_offered_rps": round(offered, 1),
            "hold_offered_over_C": round(offered / c, 2) if c else None, "shed_p99_ms_worst_phase": worst_shed,
@@ -95,12 +98,16 @@ def summarize(results: dict) -> dict:
     for name, s in systems.items():
         summary[name] = surge_checks(s)
         x = summary[name]
-        x["met"] = all(v for v in x["checks"].values() if v is not None)  # as Locust timed it
+        x["met_locust_timing"] = all(v for v in x["checks"].values() if v is not None)
+        x["met"] = x["met_locust_timing"]
         if "canary_checks" in x:  # load and errors as Locust saw them, latency as the canary timed it
             latency = ("admitted_p99_under_100ms", "shed_p99_under_10ms")
             load = {k: v for k, v in x["checks"].items() if k not in latency}
             x["met_with_canary_latency"] = all(v for v in [*load.values(), *x["canary_checks"].values()]
                                                if v is not None)
+            # The verdict times latency with the canary: Locust's own times carry its wait for a core it shares
+            # with Redis and the workers (the generator lag it reports per phase; p99 22-37 ms at the hold here)
+            x["met"] = x["met_with_canary_latency"]
     if {"optimized", "naive"} <= systems.keys():
         o, n = summary["optimized"], summary["naive"]
 
@@ -159,6 +166,17 @@ def _canary_marks(ax, system: dict, color: str, name: str) -> None:
                 labelled.add(label)
 
 
+def _generator_marks(ax, system: dict, color: str, name: str) -> None:
+    """Locust's generator lag p99 per surge phase (loadtest.generator_health) as dotted bars: how much of the
+    lines above is Locust's own wait."""
+    hist = system["surge"].get("history") or []
+    phases = [p for p in system["surge"]["phases"] if p.get("generator_lag_p99_ms") and p.get("start_s")]
+    for k, p in enumerate(phases if hist else []):
+        lo = p["start_s"] - hist[0]["t"]
+        ax.hlines(p["generator_lag_p99_ms"], lo, lo + p["seconds"], colors=color, linewidth=1.5, linestyles=":",
+                  alpha=0.8, label=None if k else f"{name} Locust's own lag p99 (per phase)")
+
+
 def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -174,6 +192,7 @@ def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
         if any(x["shed_p99_ms"] for x in r):
             lat.plot(t, [x["shed_p99_ms"] for x in r], color=color, linestyle=":", label=f"{name} shed p99")
         _canary_marks(lat, results["systems"][name], color, name)
+        _generator_marks(lat, results["systems"][name], color, name)
         rps.plot(t, [x["offered_rps"] for x in r], color=color, linestyle="--", label=f"{name} offered")
         rps.plot(t, [x["admitted_rps"] for x in r], color=color, label=f"{name} served (admitted)")
         c = results["systems"][name]["capacity_rps"]
@@ -193,7 +212,9 @@ def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
             _marks(ax, results["systems"][name])
         ax.set_title(title, fontsize=10)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7) if ax is not lat else None
+    lat.set_ylim(top=lat.get_ylim()[1] * 30)  # room above the lines for the legend's two columns
+    lat.legend(fontsize=6.5, ncol=2, loc="upper center")
     for ax in axes[1]:
         ax.set_xlabel("seconds into the surge run (orange: rise + hold at 5x C)")
     fig.suptitle(f"newsrec bench load: breaking-news surge at 5x capacity ({results.get('cpus')} cores, "
@@ -205,13 +226,20 @@ def plot(results: dict, rows: dict[str, list[dict]], path: Path) -> None:
 
 def markdown(results: dict) -> str:
     s, lines = results["summary"], ["# newsrec bench load", "", f"Command: `{results.get('command', '')}`", ""]
-    lines += ["| system | C (req/s) | surge peak readers | worst admitted p99 (ms) | hold goodput (req/s) | "
-              "failures | shed | worst shed p99 (ms) | acceptance |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["Acceptance: load, goodput and errors as Locust saw them; latency as the canary timed it where one ran "
+              "(Locust's own times include its wait for its CPU: its generator lag, by phase below). Latency "
+              "columns: worst phase, Locust / canary.", "",
+              "| system | C (req/s) | surge peak readers | admitted p99 (ms) | hold goodput (req/s) | failures | "
+              "shed | shed p99 (ms) | Locust's generator lag p99 (ms) | acceptance | as Locust timed it |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sys_ in results["systems"].items():
         x = s[name]
         lines.append(f"| {name} | {x['capacity_rps']:.0f} | {sys_['surge_users']['peak']} | "
-                     f"{x['admitted_p99_ms_worst_phase']} | {x['hold_goodput_rps']:.0f} | {x['failures']} | "
-                     f"{x['shed_total']} | {x['shed_p99_ms_worst_phase']} | {'met' if x['met'] else 'NOT met'} |")
+                     f"{x['admitted_p99_ms_worst_phase']} / {x.get('canary_admitted_p99_ms_worst_phase')} | "
+                     f"{x['hold_goodput_rps']:.0f} | {x['failures']} | {x['shed_total']} | "
+                     f"{x['shed_p99_ms_worst_phase']} / {x.get('canary_shed_p99_ms_worst_phase')} | "
+                     f"{x.get('generator_lag_p99_ms_worst_phase')} | {'met' if x['met'] else 'NOT met'} | "
+                     f"{'met' if x['met_locust_timing'] else 'NOT met'} |")
     def yes(v) -> str:
         return "n/a" if v is None else "yes" if v else "NO"
 
@@ -220,6 +248,15 @@ def markdown(results: dict) -> str:
         lines += ["", f"## {name}: acceptance checks (surge at 5x C; the generator's start phase left out)", ""]
         lines += [f"- {k}: {yes(v)}" for k, v in x["checks"].items()]
         lines.append(f"- offered at the hold: {x['hold_offered_rps']} recommend/s = {x['hold_offered_over_C']}x C")
+        lines += ["", "Locust by phase. Its response times include its own wait for its CPU: a probe greenlet "
+                  "in the Locust process asks to wake every 10 ms and records how late it woke (generator lag), "
+                  "the wait a reader's answer has in its socket before Locust reads it.", "",
+                  "| phase | goodput (req/s) | admitted p50 / p99 (ms) | shed p99 (ms) | generator lag p50 / p99 / max "
+                  "(ms) | Locust CPU (cores) | Locust GC pauses (ms, total / max) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {p['phase']} | {p['goodput_rps']} | {p['recommend_p50_ms']} / {p['recommend_p99_ms']} | "
+                  f"{p['shed_p99_ms']} | {p.get('generator_lag_p50_ms')} / {p.get('generator_lag_p99_ms')} / "
+                  f"{p.get('generator_lag_max_ms')} | {p.get('generator_cpu_share')} | "
+                  f"{p.get('generator_gc_ms')} / {p.get('generator_gc_max_ms')} |" for p in sys_["surge"]["phases"]]
         canary = sys_["surge"].get("canary")
         if canary:
             where = f", {canary['where']}" if canary.get("where") else ""

@@ -22,6 +22,7 @@ from locust.env import Environment
 
 from data.synth_text import make_article
 from data.vocab import subcategory_list
+from loadtest.generator_health import GeneratorHealth
 from loadtest.stats_window import ARTICLES, PREFETCH_SHED, RECOMMEND, RECOMMEND_PREFETCH, RECOMMEND_SHED, PhaseWindow
 
 log = logging.getLogger("newsrec.loadtest")
@@ -50,6 +51,7 @@ class RecordedShape(LoadTestShape):
         self.phases: list[dict] = []
         self._window: PhaseWindow | None = None
         self._phase: str | None = None
+        self.health = GeneratorHealth()  # the generator's own lateness, recorded with each phase
         self.done = False
 
     def _enter(self, phase: str, **extra: float) -> bool:
@@ -58,9 +60,12 @@ class RecordedShape(LoadTestShape):
             return False
         if self._window is None:
             self._window = PhaseWindow(self.runner.stats, clock=self.get_run_time)
+            self.health.start()
         if self._phase is not None:
-            self.phases.append(self._window.end(**extra))
+            self.phases.append(self._window.end(**extra, **self.health.take()))
             log.info("phase %s", json.dumps(self.phases[-1]))
+        else:
+            self.health.take()  # the first phase's figures start now
         self._phase = phase
         self._window.begin(phase)
         return True
@@ -83,10 +88,11 @@ class RecordedShape(LoadTestShape):
             return
         self.done = True
         if self._window is not None and self._phase is not None:
-            last = self._window.end(**self.phase_extra())
+            last = self._window.end(**self.phase_extra(), **self.health.take())
             if last["seconds"] >= 1.0:  # a step that only just opened says nothing
                 self.phases.append(last)
             self._phase = None
+        self.health.stop()
         report = {"shape": type(self).__name__, **summary, "phases": self.phases}
         log.info("load shape result %s", json.dumps({k: v for k, v in report.items() if k != "phases"}))
         if self.out is not None:

@@ -196,7 +196,8 @@ def bench_load(world: Annotated[Path, typer.Option(help="A world (materialized i
                = Path("var/registry"),
                out: Annotated[Path, typer.Option(help="Results directory.")] = Path("var/bench/load"),
                systems: Annotated[str, typer.Option(help="Comma separated, from: optimized, naive, "
-                                                         "optimized_off_loop (the surge options).")]
+                                                         "optimized_off_loop (the surge options always on), "
+                                                         "optimized_on_loop (never on).")]
                = "optimized,naive",
                over_capacity: Annotated[float, typer.Option(help="Surge peak offered load / measured C.")] = 5.0
                ) -> None:

@@ -1,0 +1,68 @@
+"""How late the load generator itself runs, per phase: Locust times a request from sending it to the moment its
+reader's greenlet runs again, so any wait for this process's CPU is in every response time it reports.
+
+A probe greenlet asks to wake every 10 ms and records how late it woke: the same wait a reader whose answer is
+already in its socket has before Locust reads it. With it, the process's CPU share and the garbage collector's
+pauses. These figures say how much of Locust's latency is Locust's own (loadtest.canary times the server without it).
+"""
+from __future__ import annotations
+
+import gc
+import time
+
+import gevent
+import numpy as np
+
+PERIOD_S = 0.01
+
+
+class GeneratorHealth:
+    """`start()` in the generator's process (a greenlet is spawned), `take()` at each phase boundary -> the figures
+    since the previous take, `stop()` at the end."""
+
+    def __init__(self, period_s: float = PERIOD_S) -> None:
+        self.period_s = period_s
+        self._lags_ms: list[float] = []
+        self._gc_ms: list[float] = []
+        self._gc_started = 0.0
+        self._probe: gevent.Greenlet | None = None
+        self._since = (time.perf_counter(), time.process_time())
+
+    def start(self) -> None:
+        if self._probe is None:
+            gc.callbacks.append(self._on_gc)
+            self._probe = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.kill(block=False)
+            self._probe = None
+            gc.callbacks.remove(self._on_gc)
+
+    def _run(self) -> None:
+        while True:
+            asked = time.perf_counter()
+            gevent.sleep(self.period_s)
+            self._lags_ms.append(max(time.perf_counter() - asked - self.period_s, 0.0) * 1e3)
+
+    def _on_gc(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self._gc_ms.append((time.perf_counter() - self._gc_started) * 1e3)
+
+    def take(self) -> dict:
+        """Since the previous take: the probe's lateness p50/p99/max (ms), this process's CPU share (1.0 = one core
+        busy all the time) and the collector's total and longest pause (ms)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        lags, pauses = np.asarray(self._lags_ms), np.asarray(self._gc_ms)
+        self._lags_ms, self._gc_ms = [], []
+        (wall0, cpu0), self._since = self._since, (wall, cpu)
+
+        def q(p: float) -> float | None:
+            return round(float(np.percentile(lags, p)), 1) if lags.size else None
+        return {"generator_lag_p50_ms": q(50), "generator_lag_p99_ms": q(99),
+                "generator_lag_max_ms": round(float(lags.max()), 1) if lags.size else None,
+                "generator_cpu_share": round((cpu - cpu0) / max(wall - wall0, 1e-9), 3),
+                "generator_gc_ms": round(float(pauses.sum()), 1),
+                "generator_gc_max_ms": round(float(pauses.max()), 1) if pauses.size else 0.0}

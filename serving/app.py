@@ -24,7 +24,6 @@ from feature_store.redis_store import RedisFeatureStore
 from recsys.dataset import Articles
 from recsys.registry import ModelRegistry, RegistryError
 from serving.admission import GATES_STATE_KEY, AdmissionControl
-from serving.shed_window import ShedWindow
 from serving.articles_api import articles_router
 from serving.backends import load_backend
 from serving.bounded_body import bounded_body
@@ -43,6 +42,7 @@ from serving.metrics import ServingMetrics
 from serving.page import page_router
 from serving.pipeline import STORE_ERRORS, Pipeline, PipelineSettings, recommend
 from serving.settings import ServeSettings
+from serving.shed_window import ShedWindow
 from serving.stream_follow import start_following
 from streaming.events import ClickEvent, ImpressionEvent
 from streaming.producer import EventPublisher, PublishError

@@ -112,7 +112,7 @@ class MicroBatcher:
         self.stats.calls += 1
         self.stats.requests += len(pending.inputs)
         self.stats.waited_ms += (time.perf_counter() - pending.opened) * 1e3
-        if self.executor is not None and self.offload():
+        if self._off_loop():
             call = asyncio.get_running_loop().run_in_executor(self.executor, pending.fn, pending.inputs)
             call.add_done_callback(lambda c: _deliver_call(pending.futures, c))
             return
@@ -122,8 +122,11 @@ class MicroBatcher:
             out, exc = None, e
         _deliver(pending.futures, exc, out)
 
+    def _off_loop(self) -> bool:
+        return self.executor is not None and self.offload()
+
     async def _call(self, fn: Callable[[list], Sequence], inputs: list) -> Sequence:
-        if self.executor is None or not self.offload():
+        if not self._off_loop():
             return fn(inputs)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, inputs)
 

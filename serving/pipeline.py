@@ -16,8 +16,8 @@ import numpy as np
 from feature_store.base import FeatureStore, ItemCounters, UserFeatures
 from serving.backends.base import InferenceBackend
 from serving.batching import MicroBatcher, concat_rows
-from serving.loop_turns import LoopTurns
 from serving.index import BLAS_FROM_QUERIES, IndexSnapshot, LiveIndex
+from serving.loop_turns import LoopTurns
 from recsys.item_table import ItemTable, ItemTableSnapshot
 from recsys.online_features import Candidates, online_ranker_features
 from serving.rules import apply_rules, fills_with_cap

@@ -125,14 +125,16 @@ class GroundTruth:
         return self.change_theta[k]
 
     def click_prob(self, user_id: str, news_ids: list[str], t_s: float,
-                   positions: np.ndarray | None = None) -> np.ndarray:
-        """(n,) true probability that `user_id` clicks each of `news_ids` shown at `t_s` in that order."""
+                   positions: np.ndarray | None = None, interests_at_s: float | None = None) -> np.ndarray:
+        """(n,) true probability that `user_id` clicks each of `news_ids` shown at `t_s` in that order.
+        interests_at_s: take the reader's interests as they were then (the rest of the model stays at `t_s`)."""
         idx = np.array([self.article_index[n] for n in news_ids], dtype=np.int64)
         event = self.breaking_event[idx]
         times = np.array([e["time_s"] for e in self.meta["breaking_events"]] or [0], dtype=np.float64)
         hours = np.where(event >= 0, (t_s - times[np.maximum(event, 0)]) / 3600.0, np.nan)
         pos = np.arange(idx.size) if positions is None else np.asarray(positions)
-        return click_probability(self.interests(user_id, t_s)[self.sub_idx[idx]], self.quality[idx],
+        theta = self.interests(user_id, t_s if interests_at_s is None else interests_at_s)
+        return click_probability(theta[self.sub_idx[idx]], self.quality[idx],
                                  (t_s - self.publish_s[idx]) / 3600.0, breaking_boost(hours, self.params),
                                  pos, self.n_subcategories, self.params)
 

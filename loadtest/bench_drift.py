@@ -9,6 +9,10 @@ model trained only on the world's log before the first window, and are asked for
 simulated instants: each world minute, the readers who read in that minute (drift_world.ActiveReaders). Per
 window: materialize the store as of its start, replay the world's events into Kafka at a speed-up stamped with
 world time (every replica's clock runs at that speed-up too), query, score.
+
+Beside them, in a window holding the interest shift, a ceiling that nobody serves (CEILING): the best 10 by true
+relevance, except that a shifted reader who has not clicked since the shift is ranked by their interests from before
+it. That is the recovery target measured on what any system could know.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ from streaming.settings import StreamSettings, Topics
 from streaming.topics import ensure_topics
 
 SYSTEMS = ("online", "features_streamed", "frozen")
+# not served: what the best possible system could have shown (Scorer.revealed_best), in windows with the shift
+CEILING = "revealed_oracle"
 # This bench compares ranking quality, not latency: a generous budget and store timeout keep a busy 2-core box
 # from degrading answers to retrieval order or trending (the answers' `source` counts are kept to show it).
 QUALITY_BUDGET = {"X-Request-Budget-Ms": "1000"}
@@ -87,7 +93,8 @@ def base_model(cfg: DriftConfig, until_s: float) -> Path:
 async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, active: ActiveReaders, urls: dict[str, str],
                   w: Window) -> list[dict]:
     """At each instant t: every system's top 10 for the readers who read in [t, t + step) (at most cfg.readers),
-    scored at t against the truth. `informed`: the shifted ones among them who clicked since the shift (the
+    scored at t against the truth; in a window with the shift, also the ceiling's (CEILING, computed from the truth,
+    never served). `informed`: the shifted ones among them who clicked since the shift (the
     stream has carried a sign of their new interests); None in a window without the shift."""
     out, step_s = [], cfg.step_min * 60
     shifted = set(scorer.truth.meta["interest_shift"]["user_ids"])
@@ -112,6 +119,8 @@ async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, active: Act
             readers = active.sample(t, t + step_s, cfg.readers, cfg.seed + int(t))
             answers = await asyncio.gather(*(ask(s, u) for u in readers for s in SYSTEMS))  # a reader's 3 together
             ideals = await asyncio.to_thread(lambda at=float(t): {u: scorer.ideal(u, at) for u in readers})
+            best = {} if shift_s is None else await asyncio.to_thread(
+                lambda at=float(t): {u: scorer.revealed_best(u, at, shift_s) for u in readers})
             informed = {u for u in readers if u in shifted and shift_s is not None and shift_s <= t
                         and scorer.clicked_between(u, shift_s, t)}
             rows: dict[str, list] = {s: [] for s in SYSTEMS}
@@ -119,6 +128,10 @@ async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, active: Act
                 served = [i["news_id"] for i in body["items"]] if body else []
                 ndcg, ctr = scorer.score(user, served, float(t), ideals[user])
                 rows[system].append((user, ndcg, ctr, body))
+            if best:
+                rows[CEILING] = [(u, *scorer.score(u, best[u], float(t), ideals[u]), {"source": "truth",
+                                                                                    "model_version": "truth"})
+                                 for u in readers]
             for system, got in rows.items():
                 mean = lambda vals: float(np.mean(vals)) if vals else None  # noqa: E731
                 out.append({"t_s": float(t), "system": system, "readers": len(got),
@@ -225,7 +238,7 @@ def run(cfg: DriftConfig) -> dict:
     started = time.perf_counter()
     base = base_model(cfg, wins[0].start_s)
     ds = load_dataset(cfg.world)
-    results = {"config": {k: str(v) for k, v in cfg.__dict__.items()}, "systems": list(SYSTEMS),
+    results = {"config": {k: str(v) for k, v in cfg.__dict__.items()}, "systems": list(SYSTEMS), "ceiling": CEILING,
                "base_model": {"registry": str(base), "trained_until_s": wins[0].start_s,
                               "seconds": round(time.perf_counter() - started, 1)}, "windows": []}
     with LocalServices(cfg.out / "services") as endpoints:

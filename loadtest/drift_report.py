@@ -1,7 +1,8 @@
 """The figures of `newsrec bench drift` from its raw points: per event and system, the pre-event nDCG@10 and CTR,
 the longest stretch below 90% of the pre-event nDCG@10 (the recovery target is <= 5 world minutes), post-event
 means (all active readers; the shifted ones; those whose post-shift clicks the stream carried), whether the online
-system beats both frozen ones; and the curves over time (PNG)."""
+system beats both frozen ones; the same figures for the ceiling (what the best possible system could have served,
+where the window holds the interest shift); and the curves over time (PNG)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,6 +69,9 @@ def summarize(results: dict) -> None:
         for i, e in enumerate(w["events"]):
             end = min([e["time_s"] + post_s, *times[i + 1:]])
             per = {s: event_summary(w["points"], s, e["time_s"], pre_s, end) for s in results["systems"]}
+            ceiling = results.get("ceiling")
+            if ceiling and (c := event_summary(w["points"], ceiling, e["time_s"], pre_s, end)).get("measured"):
+                per[ceiling] = c  # the best any system could do: the recovery target's own ceiling
             on = per["online"]
             if on.get("measured") and all(per[s].get("measured") for s in ("features_streamed", "frozen")):
                 per["online_beats_both"] = {m: bool(all(on[m] > per[s][m] for s in ("features_streamed", "frozen")))
@@ -88,11 +92,16 @@ def plot(results: dict, path: Path) -> None:
         t0 = w["events"][0]["time_s"]
         for i, metric in enumerate(("ndcg10", "ctr")):
             ax = axes[i][j]
-            for s in results["systems"]:
+            for s in (*results["systems"], results.get("ceiling")):
                 pts = sorted((p for p in w["points"] if p["system"] == s), key=lambda p: p["t_s"])
                 pts = [p for p in pts if p[metric] is not None]
-                ax.plot([(p["t_s"] - t0) / 60 for p in pts], [p[metric] for p in pts], label=s, color=colors[s],
-                        marker=".", linewidth=1.2)
+                if not pts:
+                    continue
+                ceiling = s == results.get("ceiling")
+                ax.plot([(p["t_s"] - t0) / 60 for p in pts], [p[metric] for p in pts],
+                        label=f"{s} (not served: the best any system could know)" if ceiling else s,
+                        color=colors.get(s, "black"), marker="" if ceiling else ".",
+                        linestyle="--" if ceiling else "-", linewidth=1.0 if ceiling else 1.2)
             for e in w["events"]:
                 ax.axvline((e["time_s"] - t0) / 60, color="red", linestyle="--", linewidth=0.8)
                 ax.annotate(e["name"], ((e["time_s"] - t0) / 60, 1.0), xycoords=("data", "axes fraction"),
@@ -104,12 +113,16 @@ def plot(results: dict, path: Path) -> None:
                 if first.get("measured"):
                     ax.axhline(RECOVERY_SHARE * first["pre_ndcg10"], color="tab:green", linestyle=":",
                                linewidth=0.8, label="90% of online pre-event")
+                best = w["summary"].get(w["events"][0]["name"], {}).get(results.get("ceiling"), {})
+                if best.get("measured"):
+                    ax.axhline(RECOVERY_SHARE * best["pre_ndcg10"], color="black", linestyle=":", linewidth=0.8,
+                               label="90% of the ceiling's pre-event")
             ax.set_ylabel({"ndcg10": "nDCG@10 (true relevance)", "ctr": "CTR (true click prob., top 10)"}[metric]
                           + "\nreaders active that minute")
             ax.grid(True, alpha=0.3)
             if i == 1:
                 ax.set_xlabel(f"world minutes from {w['events'][0]['name']} (green ticks: promoted versions)")
-        axes[0][j].legend(fontsize=8, loc="lower left")
+        axes[0][j].legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, frameon=False)
     fig.suptitle("newsrec bench drift: online learning vs streamed features only vs fully frozen")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

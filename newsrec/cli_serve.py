@@ -172,7 +172,7 @@ def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its
                    f"{t.get('train_seconds', 0):.1f} s, first promotion "
                    f"{t.get('first_promotion_delay_seconds', float('nan')):.1f} s after enough data")
         for name, per in w["summary"].items():
-            for s in r["systems"]:
+            for s in (*r["systems"], *([r["ceiling"]] if r.get("ceiling") in per else [])):
                 m = per[s]
                 if not m.get("measured"):
                     typer.echo(f"  {name} {s}: not measured")
@@ -183,7 +183,8 @@ def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its
                            f"{'-' if f5 is None else f'{f5:.4f}'} | readers whose new interests the stream carried "
                            f"{'-' if inf is None else f'{inf:.4f}'} | longest below 90% "
                            f"{m['longest_below_90pct_min']:.0f} min (target <= 5: "
-                           f"{'met' if m['recovery_target_met'] else 'NOT met'})")
+                           f"{'met' if m['recovery_target_met'] else 'NOT met'})"
+                           + (" [not served: the best any system could know]" if s == r.get("ceiling") else ""))
             if "online_beats_both" in per:
                 typer.echo(f"  {name}: online beats both frozen systems: {per['online_beats_both']}")
     typer.echo(f"wrote {out / 'bench_drift.json'} and {out / 'bench_drift.png'}")

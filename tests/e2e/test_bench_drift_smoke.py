@@ -33,5 +33,8 @@ def test_bench_drift_writes_three_curves_and_a_plot(tmp_path):
         assert all(p["errors"] == 0 and p["readers"] <= 12 for p in points), system
         assert all(0.0 < p["ndcg10"] <= 1.0 and 0.0 < p["ctr"] < 1.0 for p in asked), system
         assert window["summary"]["interest_shift"][system]["measured"]
+    ceiling = [p for p in window["points"] if p["system"] == results["ceiling"] and p["readers"]]
+    assert ceiling and all(0.0 < p["ndcg10"] <= 1.0 + 1e-9 for p in ceiling)  # the best any system could serve
+    assert window["summary"]["interest_shift"][results["ceiling"]]["pre_ndcg10"] > 0.999
     assert window["replay"]["sent"]["impressions"] > 0 and window["trainer"]["labelled_impressions"] > 0
     assert window["exit_codes"]["trainer"] == 0 and window["exit_codes"]["features"] == 0  # SIGTERM: clean exit

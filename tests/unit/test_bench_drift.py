@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.clickmodel import click_probability
+from data.clickmodel import breaking_boost, click_probability
 from data.synth import preset, write_world
 from data.truth import GroundTruth
 from loadtest.drift_report import _below_stretches, event_summary, summarize
@@ -74,6 +74,45 @@ def test_scorer_matches_the_click_model_and_asks_the_readers_active_then(tiny):
     assert scorer.score(user, [], t, ideal) == (0.0, 0.0)
 
 
+def test_the_ceiling_knows_only_what_the_stream_revealed(tiny):
+    world, truth, ds = tiny
+    (shift,) = [e for e in drift_events(truth) if e.name == "interest_shift"]
+    t = shift.time_s + 1_800
+    scorer = Scorer(truth, ds, ActiveReaders(ds, truth).between(shift.time_s - 3_600, t + 3_600))
+    shifted = set(truth.meta["interest_shift"]["user_ids"])
+    silent = [u for u in scorer.read if u in shifted and not scorer.clicked_between(u, shift.time_s, t)]
+    told = [u for u in scorer.read if u in shifted and scorer.clicked_between(u, shift.time_s, t)]
+    others = [u for u in scorer.read if u not in shifted]
+    assert silent and told and others
+    event_s = np.array([e["time_s"] for e in truth.meta["breaking_events"]], float)
+
+    def best_by_interests(user: str, at_s: float) -> list[str]:  # independently, from the click model
+        pool = scorer.pool(user, t)
+        idx = np.array([truth.article_index[n] for n in pool])
+        ev = truth.breaking_event[idx]
+        boost = breaking_boost(np.where(ev >= 0, (t - event_s[np.maximum(ev, 0)]) / 3600.0, np.nan), truth.params)
+        gains = click_probability(truth.interests(user, at_s)[truth.sub_idx[idx]], truth.quality[idx],
+                                  (t - truth.publish_s[idx]) / 3600.0, boost, np.zeros(idx.size),
+                                  truth.n_subcategories, truth.params)
+        return [pool[i] for i in np.argsort(-gains, kind="stable")[:10]]
+
+    for user in others + told:  # what they like now is known (never shifted, or clicked since): the oracle's list
+        assert scorer.revealed_best(user, t, shift.time_s) == best_by_interests(user, t)
+        assert scorer.score(user, scorer.revealed_best(user, t, shift.time_s), t, scorer.ideal(user, t))[0] == \
+            pytest.approx(1.0)
+    moved = 0
+    for user in silent:  # a jump nobody has seen: ranked by the interests from before it, and worse for it
+        best = scorer.revealed_best(user, t, shift.time_s)
+        assert best == best_by_interests(user, shift.time_s - 1)
+        ndcg = scorer.score(user, best, t, scorer.ideal(user, t))[0]
+        assert ndcg <= 1.0 + 1e-9
+        moved += ndcg < 0.99
+    assert moved >= len(silent) / 2
+    before = shift.time_s - 600  # before the shift, nobody's jump is hidden
+    assert all(scorer.revealed_best(u, before, shift.time_s) == scorer.revealed_best(u, before, np.inf)
+               for u in silent[:3])
+
+
 def test_recovery_is_the_longest_stretch_below_90_percent():
     t = np.array([0, 60, 120, 180, 240, 300, 360.0])
     assert _below_stretches(t, np.array([1, 0, 0, 1, 1, 0, 1], bool), 420) == (2.0, True)
@@ -92,6 +131,14 @@ def test_recovery_is_the_longest_stretch_below_90_percent():
                                                 for p in points for s in ("features_streamed", "frozen")]}]}
     summarize(results)
     assert results["windows"][0]["summary"]["e"]["online_beats_both"] == {"post_ndcg10": True, "post_ctr": True}
+    assert "revealed_oracle" not in results["windows"][0]["summary"]["e"]  # a window without the ceiling's points
+    results["ceiling"] = "revealed_oracle"
+    results["windows"][0]["points"] += [dict(p, system="revealed_oracle", ndcg10=1.0 if p["t_s"] < 600 else 0.8)
+                                        for p in points]
+    summarize(results)
+    ceiling = results["windows"][0]["summary"]["e"]["revealed_oracle"]
+    assert ceiling["pre_ndcg10"] == 1.0 and ceiling["first5_ndcg10"] == pytest.approx(0.8)
+    assert not ceiling["recovery_target_met"]  # the best any system could do stays below 90%: the target can't be met
 
 
 def test_sim_clock_and_the_serving_clock_agree():

@@ -116,17 +116,24 @@ def peak_time_s(after_s: float, window_s: float) -> int:
     return int(t if t < window_s else t - DAY_S)
 
 
+# A reader's taste: Dirichlet(CATEGORY_ALPHA) over categories times, within each category, normalized
+# Gamma(SUBCATEGORY_SHAPE) weights over its subcategories (a Dirichlet too), mixed with a uniform TASTE_FLOOR.
+CATEGORY_ALPHA = 0.25
+SUBCATEGORY_SHAPE = 0.6
+TASTE_FLOOR = 0.05
+
+
 def _interest_draw(rng: np.random.Generator, n: int, cat_of_sub: np.ndarray, n_cats: int,
                    focus_cat: np.ndarray | None = None) -> np.ndarray:
     """(n, S) interests: a sparse taste over categories times a taste over each category's subcategories."""
-    cat_pref = rng.dirichlet(np.full(n_cats, 0.25), size=n)
+    cat_pref = rng.dirichlet(np.full(n_cats, CATEGORY_ALPHA), size=n)
     if focus_cat is not None:  # a jump of interest towards one category
         cat_pref = 0.15 * cat_pref + 0.85 * np.eye(n_cats)[focus_cat]
-    sub_pref = rng.gamma(0.6, size=(n, cat_of_sub.size))
+    sub_pref = rng.gamma(SUBCATEGORY_SHAPE, size=(n, cat_of_sub.size))
     sums = np.zeros((n, n_cats))
     np.add.at(sums.T, cat_of_sub, sub_pref.T)
     theta = cat_pref[:, cat_of_sub] * sub_pref / np.maximum(sums[:, cat_of_sub], 1e-12)
-    theta = 0.95 * theta + 0.05 / cat_of_sub.size
+    theta = (1.0 - TASTE_FLOOR) * theta + TASTE_FLOOR / cat_of_sub.size
     return theta / theta.sum(axis=1, keepdims=True)
 
 

@@ -129,14 +129,20 @@ class GroundTruth:
         """(n,) true probability that `user_id` clicks each of `news_ids` shown at `t_s` in that order.
         interests_at_s: take the reader's interests as they were then (the rest of the model stays at `t_s`)."""
         idx = np.array([self.article_index[n] for n in news_ids], dtype=np.int64)
+        pos = np.arange(idx.size) if positions is None else np.asarray(positions)
+        theta = self.interests(user_id, t_s if interests_at_s is None else interests_at_s)
+        return self.click_prob_given(theta[self.sub_idx[idx]], idx, t_s, pos)
+
+    def click_prob_given(self, interest: np.ndarray, idx: np.ndarray, t_s: np.ndarray | float,
+                         positions: np.ndarray) -> np.ndarray:
+        """(n,) the true click model for articles `idx` (rows of articles.tsv) shown at `t_s` (one time, or one per
+        article) in `positions`, to readers whose interest in each article's subcategory is `interest` (n,)."""
         event = self.breaking_event[idx]
         times = np.array([e["time_s"] for e in self.meta["breaking_events"]] or [0], dtype=np.float64)
         hours = np.where(event >= 0, (t_s - times[np.maximum(event, 0)]) / 3600.0, np.nan)
-        pos = np.arange(idx.size) if positions is None else np.asarray(positions)
-        theta = self.interests(user_id, t_s if interests_at_s is None else interests_at_s)
-        return click_probability(theta[self.sub_idx[idx]], self.quality[idx],
-                                 (t_s - self.publish_s[idx]) / 3600.0, breaking_boost(hours, self.params),
-                                 pos, self.n_subcategories, self.params)
+        return click_probability(interest, self.quality[idx], (t_s - self.publish_s[idx]) / 3600.0,
+                                 breaking_boost(hours, self.params), np.asarray(positions), self.n_subcategories,
+                                 self.params)
 
     def impression_probs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(impression_id (I,), offsets (I+1,), probs (sum of shown,)): truth aligned with behaviors rows."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.history_oracle import history_oracle_scores
 from data.truth import GroundTruth
 from recsys.bundle import ModelBundle
 from recsys.dataset import Dataset, Split
@@ -17,7 +18,9 @@ from recsys.metrics import ranking_metrics
 from recsys.ranking_data import LogCounters, ranker_rows
 from recsys.retrieval import retrieval_scores
 
-SYSTEMS = ("model", "model_position_free", "popularity", "recency", "random", "oracle")
+SYSTEMS = ("model", "model_position_free", "popularity", "recency", "random", "oracle", "oracle_history")
+# oracle_history (data.history_oracle): the true click model with the reader's interests estimated from their click
+# history; ranking metrics only. Between it and the oracle lies what no model can learn from the log's histories.
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ def _live_pool_metrics(ds: Dataset, bundle: ModelBundle, truth: GroundTruth | No
     with_click = np.unique(dev.row_imp[clicked])
     imps = np.sort(rng.choice(with_click, min(cfg.retrieval_impressions, with_click.size), replace=False))
     pools: list[np.ndarray] = []
-    top: dict[str, list[np.ndarray]] = {s: [] for s in SYSTEMS if s != "model_position_free"}
+    top: dict[str, list[np.ndarray]] = {s: [] for s in SYSTEMS if s not in ("model_position_free", "oracle_history")}
     hits: dict[str, list[bool]] = {s: [] for s in top}
     retrieved = []
     for i in imps:
@@ -112,6 +115,9 @@ def evaluate(ds: Dataset, bundle: ModelBundle, truth: GroundTruth | None, cfg: E
               "random": np.random.default_rng(cfg.seed).random(dev.row_item.size)}
     if truth is not None:
         scores["oracle"] = oracle_scores(truth, dev)
+        offset_s = (ds.origin.to_pydatetime() - truth.start).total_seconds()
+        scores["oracle_history"] = history_oracle_scores(truth, ds.articles.news_ids, dev.history, dev.row_imp,
+                                                         dev.row_item, dev.row_t + offset_s, dev.row_pos)
     ranking = {name: ranking_metrics(dev.row_imp, dev.row_label, s).to_json() for name, s in scores.items()}
     pool = _live_pool_metrics(ds, bundle, truth, counters, item_vecs, user_vecs, cfg)
     pop, oracle = ranking["popularity"]["auc"], ranking.get("oracle", {}).get("auc")

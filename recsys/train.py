@@ -92,6 +92,9 @@ def summary(results: list[dict]) -> dict:
     out["popularity_auc"] = by["popularity"]["auc"]  # the two ends of gap_closed
     if o is not None:
         out["oracle_auc"] = o["auc"]
+    if "oracle_history" in by:  # the oracle told only what the readers' histories reveal (data.history_oracle)
+        out["oracle_history_auc"] = by["oracle_history"]["auc"]
+        out["oracle_history_gap_closed"] = by["oracle_history"]["gap_closed"]
     if o is not None and o.get("recall_at_k"):
         out["recall_vs_oracle"] = m["recall_at_k"] / o["recall_at_k"]
     return out

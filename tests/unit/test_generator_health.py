@@ -1,11 +1,13 @@
 """GeneratorHealth in a gevent process: the probe's lateness while the process holds its CPU, the CPU share, the
-collector's pauses, and figures that cover only the time since the previous take."""
+collector's pauses, figures that cover only the time since the previous take, and a bounded sample on long phases."""
 from __future__ import annotations
 
 import gc
 import time
 
 import gevent
+import numpy as np
+import pytest
 
 from loadtest.generator_health import GeneratorHealth
 
@@ -49,3 +51,17 @@ def test_no_samples_give_none_and_stop_removes_the_gc_hook():
     health.stop()
     assert figures["generator_lag_p99_ms"] is None and figures["generator_lag_max_ms"] is None
     assert health._on_gc not in gc.callbacks
+
+
+def test_a_long_phase_keeps_a_bounded_uniform_sample_and_the_exact_max():
+    health = GeneratorHealth(max_samples=1_000)
+    lags = np.random.default_rng(1).exponential(3.0, 100_000)
+    lags[77_777] = 500.0
+    for lag in lags:
+        health._record(float(lag))
+    assert len(health._lags_ms) == 1_000  # an hour-long phase holds what a 10 s one does
+    figures = health.take()
+    assert figures["generator_lag_max_ms"] == 500.0
+    assert figures["generator_lag_p50_ms"] == pytest.approx(np.percentile(lags, 50), rel=0.15)
+    assert figures["generator_lag_p99_ms"] == pytest.approx(np.percentile(lags, 99), rel=0.3)
+    assert health._lags_ms == [] and health.take()["generator_lag_max_ms"] is None  # the next phase starts afresh

@@ -219,6 +219,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 log.error("%d background task(s) did not stop within %.0f s", len(stuck), SHUTDOWN_WAIT_S)
             if app.state.publisher is not None:
                 await app.state.publisher.close()
+            app.state.pipeline.in_flight.close()  # shared by every version swapped in
             await pipeline.store.close()
 
     app = FastAPI(title="newsrec", version="0.1.0", lifespan=lifespan,

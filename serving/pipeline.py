@@ -62,7 +62,7 @@ class InFlight:
                  loop_turns: bool = False, off_loop_now: Callable[[], bool] = lambda: True):
         """model_thread, loop_turns: the surge options, applied while off_loop_now() (serving.shed_window)."""
         self.upstream = dict.fromkeys(self.STAGES, 0)  # requests that have not reached the stage (yet)
-        ex = ThreadPoolExecutor(1, thread_name_prefix="newsrec-model") if model_thread else None
+        self.executor = ex = ThreadPoolExecutor(1, thread_name_prefix="newsrec-model") if model_thread else None
         # user tower + search: the search pays from BLAS_FROM_QUERIES queries (one pass over the pool for all)
         self.retrieval = MicroBatcher(retrieval_wait_ms, lambda: self.upstream["retrieval"], BLAS_FROM_QUERIES, ex,
                                       off_loop_now)
@@ -87,6 +87,11 @@ class InFlight:
     def finish(self, ticket: set[str]) -> None:
         for stage in list(ticket):
             self.reach(ticket, stage)
+
+    def close(self) -> None:
+        """At shutdown, after the last request: stop the model thread (model calls take milliseconds)."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass

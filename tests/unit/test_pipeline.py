@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -131,8 +132,13 @@ def test_micro_batched_requests_get_the_answers_they_get_alone(parts):
         assert stats.requests == sum(r.source == "ranked" for r in alone) and stats.calls < stats.requests
 
 
+def model_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("newsrec-model")]
+
+
 def test_model_calls_off_the_loop_with_loop_turns_give_the_same_answers(parts):
     ds, spec, store, items, index, now = parts
+    before = set(model_threads())  # other tests' servers may hold theirs
     users = [str(u) for u in dict.fromkeys(ds.dev.imp_user[:40])][:12]
     backend, store = MeanBackend(spec), NetworkLikeStore(store)
     on_loop = Pipeline(store, backend, index, items, "v-test",
@@ -147,3 +153,7 @@ def test_model_calls_off_the_loop_with_loop_turns_give_the_same_answers(parts):
     assert [r.news_ids for r in b] == [r.news_ids for r in a] and {r.source for r in b} == {r.source for r in a}
     assert off_loop.in_flight.retrieval.executor is not None and off_loop.in_flight.turns is not None
     assert off_loop.in_flight.retrieval.stats.calls < off_loop.in_flight.retrieval.stats.requests  # still batched
+    assert set(model_threads()) - before  # its model thread
+    off_loop.in_flight.close()  # at shutdown: the model thread ends
+    on_loop.in_flight.close()  # no thread: nothing to stop
+    assert not set(model_threads()) - before

@@ -59,6 +59,25 @@ def event_summary(points: list[dict], system: str, t_event: float, pre_s: float,
             "instants": int(post.sum() + pre.sum())}
 
 
+def ceiling_share(points: list[dict], system: str, ceiling: str, t_event: float, pre_s: float,
+                  post_end_s: float) -> dict:
+    """The system's nDCG@10 over the ceiling's at each instant both measured: its mean before the event, over the
+    first 5 minutes after it (and that as a share of before), and the minutes after it below 90% of before."""
+    best = {p["t_s"]: p["ndcg10"] for p in points if p["system"] == ceiling and p["ndcg10"]}
+    pairs = sorted((p["t_s"], p["ndcg10"] / best[p["t_s"]]) for p in points
+                   if p["system"] == system and p["ndcg10"] is not None and p["t_s"] in best)
+    t, share = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    pre, post = (t >= t_event - pre_s) & (t < t_event), (t >= t_event) & (t < post_end_s)
+    first5 = post & (t < t_event + RECOVERY_TARGET_MIN * 60)
+    if not pre.any() or not first5.any():
+        return {"measured": False}
+    level = float(share[pre].mean())
+    return {"measured": True, "pre": level, "first5": float(share[first5].mean()),
+            "first5_of_pre": float(share[first5].mean() / level),
+            "minutes_below_90pct_of_pre": int((share[post] < RECOVERY_SHARE * level).sum()),
+            "minutes_after": int(post.sum())}
+
+
 def summarize(results: dict) -> None:
     """Adds `summary` to every window: {event name: {system: event_summary, "online_beats_both": ...}}."""
     pre_s = float(results["config"]["pre_min"]) * 60
@@ -72,6 +91,9 @@ def summarize(results: dict) -> None:
             ceiling = results.get("ceiling")
             if ceiling and (c := event_summary(w["points"], ceiling, e["time_s"], pre_s, end)).get("measured"):
                 per[ceiling] = c  # the best any system could do: the recovery target's own ceiling
+                for s in results["systems"]:
+                    if per[s].get("measured"):
+                        per[s]["share_of_ceiling"] = ceiling_share(w["points"], s, ceiling, e["time_s"], pre_s, end)
             on = per["online"]
             if on.get("measured") and all(per[s].get("measured") for s in ("features_streamed", "frozen")):
                 per["online_beats_both"] = {m: bool(all(on[m] > per[s][m] for s in ("features_streamed", "frozen")))

@@ -185,6 +185,10 @@ def bench_drift(world: Annotated[Path, typer.Option(help="A synthetic world (its
                            f"{m['longest_below_90pct_min']:.0f} min (target <= 5: "
                            f"{'met' if m['recovery_target_met'] else 'NOT met'})"
                            + (" [not served: the best any system could know]" if s == r.get("ceiling") else ""))
+                if (c := m.get("share_of_ceiling", {})).get("measured"):
+                    typer.echo(f"  {name} {s:>17}: share of the ceiling: {c['pre']:.3f} before, {c['first5']:.3f} in "
+                               f"the first 5 min ({c['first5_of_pre']:.0%} of before), below 90% of before in "
+                               f"{c['minutes_below_90pct_of_pre']} of {c['minutes_after']} minutes after")
             if "online_beats_both" in per:
                 typer.echo(f"  {name}: online beats both frozen systems: {per['online_beats_both']}")
     typer.echo(f"wrote {out / 'bench_drift.json'} and {out / 'bench_drift.png'}")

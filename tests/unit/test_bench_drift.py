@@ -139,6 +139,10 @@ def test_recovery_is_the_longest_stretch_below_90_percent():
     ceiling = results["windows"][0]["summary"]["e"]["revealed_oracle"]
     assert ceiling["pre_ndcg10"] == 1.0 and ceiling["first5_ndcg10"] == pytest.approx(0.8)
     assert not ceiling["recovery_target_met"]  # the best any system could do stays below 90%: the target can't be met
+    share = results["windows"][0]["summary"]["e"]["online"]["share_of_ceiling"]  # 0.5 / 1.0 before; 0.3 / 0.8 ...
+    assert share["pre"] == pytest.approx(0.5) and share["first5"] == pytest.approx((0.3 + 0.3 + 3 * 0.5) / 5 / 0.8)
+    assert share["first5_of_pre"] == pytest.approx(share["first5"] / 0.5)
+    assert share["minutes_below_90pct_of_pre"] == 2 and share["minutes_after"] == 10
 
 
 def test_sim_clock_and_the_serving_clock_agree():

@@ -97,7 +97,7 @@ async def measure(cfg: DriftConfig, clock: SimClock, scorer: Scorer, active: Act
     never served). `informed`: the shifted ones among them who clicked since the shift (the
     stream has carried a sign of their new interests); None in a window without the shift."""
     out, step_s = [], cfg.step_min * 60
-    shifted = set(scorer.truth.meta["interest_shift"]["user_ids"])
+    shifted = scorer.shifted
     shift_s = next((e.time_s for e in w.events if e.name == "interest_shift"), None)
     sem = asyncio.Semaphore(cfg.concurrency)
     async with httpx.AsyncClient(timeout=10.0) as client:

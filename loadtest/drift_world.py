@@ -154,7 +154,7 @@ class Scorer:
         true relevance, except that a shifted reader who has not clicked since the shift is ranked by the interests
         they had just before it. That is all the stream has told anyone: their jump to a random new category is
         unknowable until they click. (Ranking such a reader by the expected relevance over the world's own shift
-        process, 40% shifted with a uniformly random new category, gave the same lists to within 0.002 nDCG@10 on
+        process, 40% shifted with a uniformly random new category, scored within 0.002 nDCG@10 of these lists on
         the small world: it is the Bayes choice too.)"""
         pool = self.pool(user, t)
         unrevealed = user in self.shifted and shift_s <= t and not self.clicked_between(user, shift_s, t)

@@ -40,9 +40,15 @@ def history_oracle_scores(truth: GroundTruth, news_ids: np.ndarray, history: np.
     """(R,) click probabilities of shown rows: `history` (I, H) article rows per impression (newest first, -1 =
     padding), rows in `news_ids` order; row_t_s in the truth's seconds."""
     to_truth = np.array([truth.article_index[n] for n in news_ids], dtype=np.int64)
-    cats = [c for c, _ in truth.meta["subcategories"]]
-    cat_of_sub = np.unique(cats, return_inverse=True)[1]
-    hist_sub = np.where(history >= 0, truth.sub_idx[to_truth[np.maximum(history, 0)]], -1)
-    theta = estimate_interests(hist_sub, cat_of_sub, recency)
     idx = to_truth[row_item]
-    return truth.click_prob_given(theta[row_imp, truth.sub_idx[idx]], idx, row_t_s, row_pos)
+    interest = history_interests(truth, news_ids, history, recency)[row_imp, truth.sub_idx[idx]]
+    return truth.click_prob_given(interest, idx, row_t_s, row_pos)
+
+
+def history_interests(truth: GroundTruth, news_ids: np.ndarray, history: np.ndarray,
+                      recency: float = RECENCY) -> np.ndarray:
+    """(I, S) interests estimated from `history` (I, H) article rows (newest first, -1 = padding) in `news_ids`."""
+    to_truth = np.array([truth.article_index[n] for n in news_ids], dtype=np.int64)
+    cat_of_sub = np.unique([c for c, _ in truth.meta["subcategories"]], return_inverse=True)[1]
+    hist_sub = np.where(history >= 0, truth.sub_idx[to_truth[np.maximum(history, 0)]], -1)
+    return estimate_interests(hist_sub, cat_of_sub, recency)

@@ -121,6 +121,10 @@ def peak_time_s(after_s: float, window_s: float) -> int:
 CATEGORY_ALPHA = 0.25
 SUBCATEGORY_SHAPE = 0.6
 TASTE_FLOOR = 0.05
+# An interest change mixes the reader's interests with a new draw: theta <- (1 - mix) * theta + mix * draw.
+DRIFT_MIX = 0.35  # a gradual drift event
+SHIFT_MIX = 0.85  # the interest-shift event (its draw is focused on one new category)
+SHIFT_FOCUS = 0.85
 
 
 def _interest_draw(rng: np.random.Generator, n: int, cat_of_sub: np.ndarray, n_cats: int,
@@ -128,7 +132,7 @@ def _interest_draw(rng: np.random.Generator, n: int, cat_of_sub: np.ndarray, n_c
     """(n, S) interests: a sparse taste over categories times a taste over each category's subcategories."""
     cat_pref = rng.dirichlet(np.full(n_cats, CATEGORY_ALPHA), size=n)
     if focus_cat is not None:  # a jump of interest towards one category
-        cat_pref = 0.15 * cat_pref + 0.85 * np.eye(n_cats)[focus_cat]
+        cat_pref = (1.0 - SHIFT_FOCUS) * cat_pref + SHIFT_FOCUS * np.eye(n_cats)[focus_cat]
     sub_pref = rng.gamma(SUBCATEGORY_SHAPE, size=(n, cat_of_sub.size))
     sums = np.zeros((n, n_cats))
     np.add.at(sums.T, cat_of_sub, sub_pref.T)
@@ -181,7 +185,7 @@ def build_world(config: WorldConfig) -> World:
     c_time = np.concatenate([d_time, np.full(shifted.size, shift_time)])
     c_draw = np.concatenate([_interest_draw(rng, d_user.size, cat_of_sub, len(cats)),
                              _interest_draw(rng, shifted.size, cat_of_sub, len(cats), focus_cat=new_cat)])
-    c_mix = np.concatenate([np.full(d_user.size, 0.35), np.full(shifted.size, 0.85)])
+    c_mix = np.concatenate([np.full(d_user.size, DRIFT_MIX), np.full(shifted.size, SHIFT_MIX)])
     order = np.argsort(c_time, kind="stable")
     c_user, c_time, c_draw, c_mix = c_user[order], c_time[order], c_draw[order], c_mix[order]
     # Each change mixes the user's interests at that moment with the draw: replay them in time order.

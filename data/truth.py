@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from data.clickmodel import ClickModelParams, breaking_boost, click_probability
+from data.clickmodel import ClickModelParams, breaking_boost, click_probability, relevance
 
 if TYPE_CHECKING:
     from data.synth_world import World
@@ -137,12 +137,21 @@ class GroundTruth:
                          positions: np.ndarray) -> np.ndarray:
         """(n,) the true click model for articles `idx` (rows of articles.tsv) shown at `t_s` (one time, or one per
         article) in `positions`, to readers whose interest in each article's subcategory is `interest` (n,)."""
+        return click_probability(interest, self.quality[idx], (t_s - self.publish_s[idx]) / 3600.0,
+                                 self._boost(idx, t_s), np.asarray(positions), self.n_subcategories, self.params)
+
+    def relevance_without_interest(self, idx: np.ndarray, t_s: np.ndarray | float) -> np.ndarray:
+        """(n,) the click model's relevance logit of articles `idx` at `t_s` for a reader whose interest term is 0
+        (interest 1 / n_subcategories): the click model's log-odds before the slot, less the reader's interest."""
+        return relevance(np.full(np.shape(idx), 1.0 / self.n_subcategories), self.quality[idx],
+                         (t_s - self.publish_s[idx]) / 3600.0, self._boost(idx, t_s), self.n_subcategories,
+                         self.params)
+
+    def _boost(self, idx: np.ndarray, t_s: np.ndarray | float) -> np.ndarray:
         event = self.breaking_event[idx]
         times = np.array([e["time_s"] for e in self.meta["breaking_events"]] or [0], dtype=np.float64)
-        hours = np.where(event >= 0, (t_s - times[np.maximum(event, 0)]) / 3600.0, np.nan)
-        return click_probability(interest, self.quality[idx], (t_s - self.publish_s[idx]) / 3600.0,
-                                 breaking_boost(hours, self.params), np.asarray(positions), self.n_subcategories,
-                                 self.params)
+        return breaking_boost(np.where(event >= 0, (t_s - times[np.maximum(event, 0)]) / 3600.0, np.nan),
+                              self.params)
 
     def impression_probs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(impression_id (I,), offsets (I+1,), probs (sum of shown,)): truth aligned with behaviors rows."""

@@ -10,17 +10,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.history_oracle import history_oracle_scores
+from data.history_oracle import history_interests, history_oracle_scores
 from data.truth import GroundTruth
 from recsys.bundle import ModelBundle
 from recsys.dataset import Dataset, Split
+from recsys.interest_references import reference_scores
 from recsys.metrics import ranking_metrics
 from recsys.ranking_data import LogCounters, ranker_rows
 from recsys.retrieval import retrieval_scores
 
-SYSTEMS = ("model", "model_position_free", "popularity", "recency", "random", "oracle", "oracle_history")
-# oracle_history (data.history_oracle): the true click model with the reader's interests estimated from their click
-# history; ranking metrics only. Between it and the oracle lies what no model can learn from the log's histories.
+REFERENCES = ("oracle_history", "oracle_history_shows", "oracle_told_changes")
+SYSTEMS = ("model", "model_position_free", "popularity", "recency", "random", "oracle", *REFERENCES)
+# The references (ranking metrics only) are the true click model with the reader's interests estimated from what the
+# log says of them: oracle_history from their click history (data.history_oracle); oracle_history_shows adds every
+# earlier show, clicked or not; oracle_told_changes is also told when and how much each reader's interests changed
+# (recsys.interest_references). Between the last and the oracle lies what no model can learn from the log.
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def _live_pool_metrics(ds: Dataset, bundle: ModelBundle, truth: GroundTruth | No
     with_click = np.unique(dev.row_imp[clicked])
     imps = np.sort(rng.choice(with_click, min(cfg.retrieval_impressions, with_click.size), replace=False))
     pools: list[np.ndarray] = []
-    top: dict[str, list[np.ndarray]] = {s: [] for s in SYSTEMS if s not in ("model_position_free", "oracle_history")}
+    top: dict[str, list[np.ndarray]] = {s: [] for s in SYSTEMS if s != "model_position_free" and s not in REFERENCES}
     hits: dict[str, list[bool]] = {s: [] for s in top}
     retrieved = []
     for i in imps:
@@ -118,6 +122,9 @@ def evaluate(ds: Dataset, bundle: ModelBundle, truth: GroundTruth | None, cfg: E
         offset_s = (ds.origin.to_pydatetime() - truth.start).total_seconds()
         scores["oracle_history"] = history_oracle_scores(truth, ds.articles.news_ids, dev.history, dev.row_imp,
                                                          dev.row_item, dev.row_t + offset_s, dev.row_pos)
+        to_truth = np.array([truth.article_index[n] for n in ds.articles.news_ids], dtype=np.int64)
+        interest = history_interests(truth, ds.articles.news_ids, dev.history)
+        scores |= reference_scores(ds, truth, interest[dev.row_imp, truth.sub_idx[to_truth[dev.row_item]]])
     ranking = {name: ranking_metrics(dev.row_imp, dev.row_label, s).to_json() for name, s in scores.items()}
     pool = _live_pool_metrics(ds, bundle, truth, counters, item_vecs, user_vecs, cfg)
     pop, oracle = ranking["popularity"]["auc"], ranking.get("oracle", {}).get("auc")

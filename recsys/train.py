@@ -14,7 +14,7 @@ import torch
 from data.truth import GroundTruth
 from recsys.bundle import ITEM, RANKER, USER, ModelBundle, export_bundle
 from recsys.dataset import Dataset, load_dataset
-from recsys.evaluate import EvalConfig, evaluate
+from recsys.evaluate import REFERENCES, EvalConfig, evaluate
 from recsys.export import check_parity
 from recsys.features import FeatureSpec
 from recsys.ranker_train import RankerConfig, train_ranker
@@ -92,9 +92,10 @@ def summary(results: list[dict]) -> dict:
     out["popularity_auc"] = by["popularity"]["auc"]  # the two ends of gap_closed
     if o is not None:
         out["oracle_auc"] = o["auc"]
-    if "oracle_history" in by:  # the oracle told only what the readers' histories reveal (data.history_oracle)
-        out["oracle_history_auc"] = by["oracle_history"]["auc"]
-        out["oracle_history_gap_closed"] = by["oracle_history"]["gap_closed"]
+    for name in REFERENCES:  # the oracle told only what the log reveals of readers' interests (recsys.evaluate)
+        if name in by:
+            out[f"{name}_auc"] = by[name]["auc"]
+            out[f"{name}_gap_closed"] = by[name]["gap_closed"]
     if o is not None and o.get("recall_at_k"):
         out["recall_vs_oracle"] = m["recall_at_k"] / o["recall_at_k"]
     return out

@@ -51,15 +51,16 @@ def test_evaluate_json_compares_the_model_with_every_baseline(trained):
     lines = run("evaluate", "--world", str(world), "--registry", str(registry), "--json").stdout.splitlines()
     systems = {r["model"]: r for r in map(json.loads, lines)}
     assert set(systems) == {"model", "model_position_free", "popularity", "recency", "random", "oracle",
-                            "oracle_history"}
+                            "oracle_history", "oracle_history_shows", "oracle_told_changes"}
     for r in systems.values():
         assert KEYS <= set(r)
     assert systems["oracle"]["gap_closed"] == pytest.approx(1.0)
     assert systems["popularity"]["gap_closed"] == pytest.approx(0.0)
     assert systems["model"]["auc"] > systems["popularity"]["auc"] + 0.05  # it learned something
     assert systems["random"]["auc"] == pytest.approx(0.5, abs=0.05)
-    # told only what histories reveal of interests: above popularity, below the oracle that knows them
-    assert systems["popularity"]["auc"] < systems["oracle_history"]["auc"] < systems["oracle"]["auc"]
+    # told more and more of what the log reveals of interests: above popularity, below the oracle that knows them
+    assert (systems["popularity"]["auc"] < systems["oracle_history"]["auc"] < systems["oracle_history_shows"]["auc"]
+            < systems["oracle_told_changes"]["auc"] < systems["oracle"]["auc"])
 
 
 def test_a_tampered_version_is_refused_with_a_clear_error(trained, tmp_path):

@@ -83,7 +83,7 @@ def show_evidence_scores(shows: LogShows, split: Split, prior_interest: np.ndarr
     a = 0
     while a < shows.order.size:
         k = int(np.searchsorted(ends, a + MAX_SHOWS, side="right")) - 1  # the last whole key within MAX_SHOWS
-        b = int(ends[k]) if ends[k] > a else int(ends[np.searchsorted(ends, a, side="right")])
+        b = int(ends[k]) if k >= 0 and ends[k] > a else int(ends[np.searchsorted(ends, a, side="right")])
         j = shows.order[a:b]
         p = shows.exam[j][:, None] / (1.0 + np.exp(-(shows.rest[j][:, None] + term[None, :])))
         run = np.where(shows.clicked[j][:, None], np.log(p), np.log1p(-p))

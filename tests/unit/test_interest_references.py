@@ -8,9 +8,10 @@ import pytest
 
 from data.history_oracle import estimate_interests
 from data.synth import preset, write_world
-from data.synth_world import DRIFT_MIX, SHIFT_MIX
+from data.synth_world import DRIFT_MIX, SHIFT_MIX, TASTE_FLOOR
 from data.truth import GroundTruth
 from recsys.dataset import load_dataset
+from recsys import interest_references
 from recsys.interest_references import GRID, LogShows, show_evidence_scores, told_changes_interests
 
 
@@ -58,6 +59,15 @@ def test_show_evidence_is_the_decayed_posterior_over_earlier_shows(world):
     assert checked_with_shows > 30  # most sampled rows have earlier shows to weigh
 
 
+@pytest.mark.parametrize("block", [1, 7, 500])
+def test_blocks_of_any_size_give_the_same_scores(world, monkeypatch, block):
+    truth, ds, shows = world
+    prior = np.full(ds.dev.row_item.size, 1.0 / truth.n_subcategories)
+    whole = show_evidence_scores(shows, ds.dev, prior, 1.0)  # the tiny world's shows fit one block
+    monkeypatch.setattr(interest_references, "MAX_SHOWS", block)
+    assert np.array_equal(show_evidence_scores(shows, ds.dev, prior, 1.0), whole)
+
+
 def test_show_evidence_moves_the_estimate_the_way_the_shows_point(world):
     truth, ds, shows = world
     dev = ds.dev
@@ -73,6 +83,25 @@ def test_show_evidence_moves_the_estimate_the_way_the_shows_point(world):
     assert np.all(with_shows[only_misses] < without[only_misses])
     assert np.all(with_shows[mostly_clicks] > without[mostly_clicks])
     assert np.array_equal(with_shows[hi == lo], without[hi == lo])  # no earlier show: the prior alone
+
+
+def test_the_mixes_told_are_the_worlds(world):
+    """Each change mixed the reader's interests with a draw: undoing it with the mix told must leave a taste, no
+    subcategory below the floor every draw has (a shift undone with the drift's mix goes negative)."""
+    truth, _, _ = world
+    shift = truth.meta["interest_shift"]
+    shifted = {truth.user_index[u] for u in shift["user_ids"]}
+    floor = TASTE_FLOOR / truth.n_subcategories
+    undone = 0
+    for k in range(1, truth.change_user.size):
+        u = truth.change_user[k]
+        if truth.change_user[k - 1] != u:
+            continue  # the reader's initial interests
+        m = SHIFT_MIX if (truth.change_time_s[k] == shift["time_s"] and u in shifted) else DRIFT_MIX
+        draw = (truth.change_theta[k] - (1 - m) * truth.change_theta[k - 1]) / m
+        assert draw.min() >= floor - 1e-5 and draw.sum() == pytest.approx(1.0, abs=1e-4)
+        undone += 1
+    assert undone > 100
 
 
 def test_told_changes_weighs_each_epochs_clicks_by_what_is_left_of_it(world):

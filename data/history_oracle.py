@@ -39,16 +39,15 @@ def history_oracle_scores(truth: GroundTruth, news_ids: np.ndarray, history: np.
                           recency: float = RECENCY) -> np.ndarray:
     """(R,) click probabilities of shown rows: `history` (I, H) article rows per impression (newest first, -1 =
     padding), rows in `news_ids` order; row_t_s in the truth's seconds."""
-    to_truth = np.array([truth.article_index[n] for n in news_ids], dtype=np.int64)
+    to_truth = truth.rows(news_ids)
     idx = to_truth[row_item]
-    interest = history_interests(truth, news_ids, history, recency)[row_imp, truth.sub_idx[idx]]
+    interest = history_interests(truth, to_truth, history, recency)[row_imp, truth.sub_idx[idx]]
     return truth.click_prob_given(interest, idx, row_t_s, row_pos)
 
 
-def history_interests(truth: GroundTruth, news_ids: np.ndarray, history: np.ndarray,
+def history_interests(truth: GroundTruth, to_truth: np.ndarray, history: np.ndarray,
                       recency: float = RECENCY) -> np.ndarray:
-    """(I, S) interests estimated from `history` (I, H) article rows (newest first, -1 = padding) in `news_ids`."""
-    to_truth = np.array([truth.article_index[n] for n in news_ids], dtype=np.int64)
-    cat_of_sub = np.unique([c for c, _ in truth.meta["subcategories"]], return_inverse=True)[1]
+    """(I, S) interests estimated from `history` (I, H) article rows (newest first, -1 = padding); `to_truth` maps
+    those rows to the truth's (GroundTruth.rows of the dataset's news ids)."""
     hist_sub = np.where(history >= 0, truth.sub_idx[to_truth[np.maximum(history, 0)]], -1)
-    return estimate_interests(hist_sub, cat_of_sub, recency)
+    return estimate_interests(hist_sub, truth.category_of_subcategory, recency)

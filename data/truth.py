@@ -124,11 +124,20 @@ class GroundTruth:
         k = lo + max(int(np.searchsorted(self.change_time_s[lo:hi], t_s, side="right")) - 1, 0)
         return self.change_theta[k]
 
+    @property
+    def category_of_subcategory(self) -> np.ndarray:
+        """(S,) int: each subcategory's category code (categories in sorted order)."""
+        return np.unique([c for c, _ in self.meta["subcategories"]], return_inverse=True)[1]
+
+    def rows(self, news_ids) -> np.ndarray:
+        """(n,) int64: the row of articles.tsv (the index of every per-article array here) of each news id."""
+        return np.array([self.article_index[n] for n in news_ids], dtype=np.int64)
+
     def click_prob(self, user_id: str, news_ids: list[str], t_s: float,
                    positions: np.ndarray | None = None, interests_at_s: float | None = None) -> np.ndarray:
         """(n,) true probability that `user_id` clicks each of `news_ids` shown at `t_s` in that order.
         interests_at_s: take the reader's interests as they were then (the rest of the model stays at `t_s`)."""
-        idx = np.array([self.article_index[n] for n in news_ids], dtype=np.int64)
+        idx = self.rows(news_ids)
         pos = np.arange(idx.size) if positions is None else np.asarray(positions)
         theta = self.interests(user_id, t_s if interests_at_s is None else interests_at_s)
         return self.click_prob_given(theta[self.sub_idx[idx]], idx, t_s, pos)

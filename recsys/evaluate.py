@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.history_oracle import history_interests, history_oracle_scores
 from data.truth import GroundTruth
 from recsys.bundle import ModelBundle
 from recsys.dataset import Dataset, Split
@@ -119,12 +118,7 @@ def evaluate(ds: Dataset, bundle: ModelBundle, truth: GroundTruth | None, cfg: E
               "random": np.random.default_rng(cfg.seed).random(dev.row_item.size)}
     if truth is not None:
         scores["oracle"] = oracle_scores(truth, dev)
-        offset_s = (ds.origin.to_pydatetime() - truth.start).total_seconds()
-        scores["oracle_history"] = history_oracle_scores(truth, ds.articles.news_ids, dev.history, dev.row_imp,
-                                                         dev.row_item, dev.row_t + offset_s, dev.row_pos)
-        to_truth = np.array([truth.article_index[n] for n in ds.articles.news_ids], dtype=np.int64)
-        interest = history_interests(truth, ds.articles.news_ids, dev.history)
-        scores |= reference_scores(ds, truth, interest[dev.row_imp, truth.sub_idx[to_truth[dev.row_item]]])
+        scores |= reference_scores(ds, truth)
     ranking = {name: ranking_metrics(dev.row_imp, dev.row_label, s).to_json() for name, s in scores.items()}
     pool = _live_pool_metrics(ds, bundle, truth, counters, item_vecs, user_vecs, cfg)
     pop, oracle = ranking["popularity"]["auc"], ranking.get("oracle", {}).get("auc")

@@ -1,4 +1,5 @@
-"""How much of a reader's interest now the log reveals: two references beside `oracle_history` on synthetic worlds.
+"""How much of a reader's interest now the log reveals: two references beside `oracle_history` on synthetic worlds
+(`reference_scores` returns all three).
 
 Each is the true click model told everything about the articles (hidden quality, freshness, breaking boost, slot)
 and scores the dev split's shown rows; they differ in what they are told about the reader:
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from data.clickmodel import examination
-from data.history_oracle import estimate_interests
+from data.history_oracle import estimate_interests, history_interests
 from data.synth_world import DRIFT_MIX, SHIFT_MIX
 from data.truth import GroundTruth
 from recsys.dataset import Dataset, Split
@@ -37,7 +38,7 @@ class LogShows:
 
     def __init__(self, ds: Dataset, truth: GroundTruth):
         self.truth, self.offset_s = truth, (ds.origin.to_pydatetime() - truth.start).total_seconds()
-        self.to_truth = np.array([truth.article_index[n] for n in ds.articles.news_ids], dtype=np.int64)
+        self.to_truth = truth.rows(ds.articles.news_ids)
         splits = (ds.train, ds.dev)
         user = np.concatenate([self.users(s.imp_user[s.row_imp]) for s in splits])
         item = self.to_truth[np.concatenate([s.row_item for s in splits])]
@@ -109,7 +110,7 @@ def told_changes_interests(shows: LogShows, ds: Dataset, split: Split) -> np.nda
     sum over epochs j of W_j * (posterior mean from the history clicks made in epoch j), W_j = mix_j * prod over
     later changes l of (1 - mix_l). History clicks from before the log fall in the first epoch."""
     truth = shows.truth
-    cats = np.unique([c for c, _ in truth.meta["subcategories"]], return_inverse=True)[1]
+    cats = truth.category_of_subcategory
     users, t_s = shows.users(split.imp_user), split.imp_t + shows.offset_s
     shift = truth.meta["interest_shift"]
     shifted = np.isin(np.arange(len(truth.user_index)), shows.users(np.array(shift["user_ids"])))
@@ -141,10 +142,12 @@ def told_changes_interests(shows: LogShows, ds: Dataset, split: Split) -> np.nda
     return theta
 
 
-def reference_scores(ds: Dataset, truth: GroundTruth, history_interest: np.ndarray) -> dict[str, np.ndarray]:
-    """Both references' scores of the dev rows; `history_interest` (R,): oracle_history's interest of each row."""
+def reference_scores(ds: Dataset, truth: GroundTruth) -> dict[str, np.ndarray]:
+    """The three references' scores of the dev rows: oracle_history (data.history_oracle), then the two above."""
     shows, dev = LogShows(ds, truth), ds.dev
-    told = told_changes_interests(shows, ds, dev)
-    told_rows = told[dev.row_imp, truth.sub_idx[shows.to_truth[dev.row_item]]]
-    return {"oracle_history_shows": show_evidence_scores(shows, dev, history_interest, HISTORY_PRIOR_SD),
-            "oracle_told_changes": show_evidence_scores(shows, dev, told_rows, TOLD_PRIOR_SD)}
+    idx = shows.to_truth[dev.row_item]
+    history = history_interests(truth, shows.to_truth, dev.history)[dev.row_imp, truth.sub_idx[idx]]
+    told = told_changes_interests(shows, ds, dev)[dev.row_imp, truth.sub_idx[idx]]
+    return {"oracle_history": truth.click_prob_given(history, idx, dev.row_t + shows.offset_s, dev.row_pos),
+            "oracle_history_shows": show_evidence_scores(shows, dev, history, HISTORY_PRIOR_SD),
+            "oracle_told_changes": show_evidence_scores(shows, dev, told, TOLD_PRIOR_SD)}
